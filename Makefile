@@ -1,0 +1,34 @@
+# freshvec: one command to set up and test, one to set up and run.
+PY := .venv/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: setup services-up services-down test run lock clean-state
+
+## setup: venv with pinned packages, Kafka jars, weaviate-server binary (idempotent, cached)
+setup:
+	@bash deploy/local/setup.sh
+
+## services-up: start the local Kafka broker (127.0.0.1:9092) and Weaviate (8080, gRPC 50051)
+services-up: setup
+	@$(PY) -m deploy.local.stack up
+
+## services-down: stop them (data stays in .run/ until `make clean-state`)
+services-down:
+	@if [ -x $(PY) ]; then $(PY) -m deploy.local.stack down; fi
+
+## test: set up, start the services, run the tests, stop the services; fails when pytest does
+test: services-up
+	@rc=0; $(PY) -m pytest $(PYTEST_ARGS) || rc=$$?; $(MAKE) --no-print-directory services-down; exit $$rc
+
+## run: set up, start the services and run the main job
+run: services-up
+	@$(PY) -m cluster.cli stack
+
+## lock: re-resolve requirements.lock from pyproject.toml
+lock:
+	@$${FRESHVEC_CACHE:-$$HOME/.cache/freshvec}/uv-0.13.9/bin/uv pip compile -q pyproject.toml --extra test \
+		--python-version 3.11 -o requirements.lock
+
+## clean-state: stop the services and delete their data, logs and pid files
+clean-state: services-down
+	rm -rf .run

@@ -1,0 +1,1 @@
+"""freshvec's control plane: configuration, region placement, the pipeline supervisor and the CLI."""

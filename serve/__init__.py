@@ -1,0 +1,1 @@
+"""Ray Serve deployments: the embedding model and the HTTP API."""

