@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup services-up services-down test run lock clean-state
+.PHONY: setup services-up services-down test run demo lock clean-state
 
 ## setup: venv with pinned packages, Kafka jars, weaviate-server binary (idempotent, cached)
 setup:
@@ -20,9 +20,13 @@ services-down:
 test: services-up
 	@rc=0; $(PY) -m pytest $(PYTEST_ARGS) || rc=$$?; $(MAKE) --no-print-directory services-down; exit $$rc
 
-## run: set up, start the services and run the main job
+## run: set up, start the services and run the main job: the pipeline with the demo corpus flowing in
 run: services-up
-	@$(PY) -m cluster.cli stack
+	@.venv/bin/freshvec run --config deploy/local/freshvec.yaml --produce-demo 2000 --rate 50
+
+## demo: ingest 300 demo documents end to end, print count, freshness and a search, exit
+demo: services-up
+	@.venv/bin/freshvec demo -n 300
 
 ## lock: re-resolve requirements.lock from pyproject.toml
 lock:

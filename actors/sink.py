@@ -1,0 +1,174 @@
+"""The Weaviate side of the pipeline: the collection, idempotent upserts and deletes.
+
+Every write is idempotent (objects are addressed by ``object_id(topic, key)``),
+so a batch that failed halfway is simply written again. Any failure is raised
+as ``SinkError`` (retriable); the consumer then backs off and does not commit.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+
+from actors.records import Delete, Upsert, object_id
+from cluster.config import WeaviateConfig
+from cluster.errors import CollectionMismatchError, SinkError
+
+
+@dataclass(frozen=True)
+class Embedded:
+    """An upsert together with its vector."""
+
+    op: Upsert
+    vector: np.ndarray
+
+
+def connect(cfg: WeaviateConfig):
+    """A weaviate-client v4 connection (HTTP + gRPC) to the configured server."""
+    import weaviate
+    from weaviate.classes.init import AdditionalConfig, Auth, Timeout
+
+    return weaviate.connect_to_local(
+        host=cfg.host, port=cfg.http_port, grpc_port=cfg.grpc_port,
+        auth_credentials=Auth.api_key(cfg.api_key.get_secret_value()) if cfg.api_key else None,
+        additional_config=AdditionalConfig(timeout=Timeout(init=10, query=30, insert=60)),
+        skip_init_checks=True,
+    )
+
+
+@contextmanager
+def weaviate_errors(action: str):
+    """Translate every client-side failure into SinkError, the one type the consumer retries."""
+    from weaviate.exceptions import WeaviateBaseError
+
+    try:
+        yield
+    except (WeaviateBaseError, ConnectionError, TimeoutError, OSError) as exc:
+        raise SinkError(f"weaviate {action} failed: {exc}") from exc
+
+
+def metadata_terms(metadata: dict) -> list[str]:
+    """`key=value` strings, so /search can filter on any metadata key with one indexed property."""
+    return [f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in metadata.items()]
+
+
+class WeaviateSink:
+    def __init__(self, cfg: WeaviateConfig, model: str, dim: int):
+        self.cfg, self.model, self.dim = cfg, model, dim
+        self.client = None
+
+    def open(self) -> None:
+        with weaviate_errors("connect"):
+            self.client = connect(self.cfg)
+            self.client.connect() if not self.client.is_connected() else None
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+
+    @property
+    def collection(self):
+        return self.client.collections.use(self.cfg.collection)
+
+    def ensure_collection(self) -> None:
+        """Create the collection when absent; refuse one that holds another model's vectors."""
+        ensure_collection(self.client, self.cfg.collection, self.model, self.dim)
+
+    def write(self, items: Sequence[Embedded], deletes: Sequence[Delete]) -> None:
+        """Write one batch; returns only when Weaviate confirmed every object."""
+        if self.client is None:
+            self.open()
+        ingest_ms = int(time.time() * 1000)
+        collection = self.collection
+        with weaviate_errors("write"):
+            if items:
+                from weaviate.classes.data import DataObject
+
+                # A batch import with an existing id replaces the object: an upsert.
+                result = collection.data.insert_many([
+                    DataObject(properties=_properties(e.op, self.model, ingest_ms),
+                               uuid=object_id(e.op.source.topic, e.op.key), vector=e.vector.tolist())
+                    for e in items
+                ])
+                if result.has_errors:
+                    first = next(iter(result.errors.values()))
+                    raise SinkError(f"weaviate rejected {len(result.errors)} of {len(items)} objects: {first.message}")
+            if deletes:
+                from weaviate.classes.query import Filter
+
+                ids = [object_id(d.source.topic, d.key) for d in deletes]
+                result = collection.data.delete_many(where=Filter.by_id().contains_any(ids))
+                if result.failed:
+                    raise SinkError(f"weaviate failed to delete {result.failed} of {len(ids)} objects")
+
+
+def _properties(op: Upsert, model: str, ingest_ms: int) -> dict:
+    return {
+        "doc_id": op.key,
+        "text": op.text,
+        "metadata": json.dumps(op.metadata, sort_keys=True),
+        "metadata_terms": metadata_terms(op.metadata),
+        "source_topic": op.source.topic,
+        "source_partition": op.source.partition,
+        "source_offset": op.source.offset,
+        "event_ts_ms": op.source.timestamp_ms,
+        "ingest_ts_ms": ingest_ms,
+        "model": model,
+    }
+
+
+def ensure_collection(client, name: str, model: str, dim: int) -> None:
+    from weaviate.classes.config import Configure, DataType, Property, Tokenization
+
+    marker = json.dumps({"freshvec_model": model, "dim": dim}, sort_keys=True)
+    with weaviate_errors("collection check"):
+        if client.collections.exists(name):
+            _check_collection(client.collections.use(name), name, model, dim)
+            return
+        client.collections.create(
+            name,
+            description=marker,
+            vector_config=Configure.Vectors.self_provided(),  # freshvec brings every vector
+            properties=[
+                Property(name="doc_id", data_type=DataType.TEXT, tokenization=Tokenization.FIELD),
+                Property(name="text", data_type=DataType.TEXT),
+                Property(name="metadata", data_type=DataType.TEXT, index_searchable=False, index_filterable=False),
+                Property(name="metadata_terms", data_type=DataType.TEXT_ARRAY, tokenization=Tokenization.FIELD),
+                Property(name="source_topic", data_type=DataType.TEXT, tokenization=Tokenization.FIELD),
+                Property(name="source_partition", data_type=DataType.INT),
+                Property(name="source_offset", data_type=DataType.INT),
+                Property(name="event_ts_ms", data_type=DataType.INT),
+                Property(name="ingest_ts_ms", data_type=DataType.INT),
+                Property(name="model", data_type=DataType.TEXT, tokenization=Tokenization.FIELD),
+            ],
+        )
+
+
+def _check_collection(collection, name: str, model: str, dim: int) -> None:
+    config = collection.config.get()
+    try:
+        stored = json.loads(config.description or "")
+    except json.JSONDecodeError:
+        stored = None
+    if isinstance(stored, dict) and (stored.get("freshvec_model"), stored.get("dim")) != (model, dim):
+        raise CollectionMismatchError(
+            f"collection {name} holds vectors of model {stored.get('freshvec_model')!r} ({stored.get('dim')} dims), "
+            f"not {model!r} ({dim} dims); use another weaviate.collection or delete it"
+        )
+    # Also look at what is stored, for collections that someone else created.
+    sample = collection.query.fetch_objects(limit=1, include_vector=True, return_properties=["model"])
+    for obj in sample.objects:
+        vector = obj.vector.get("default") if isinstance(obj.vector, dict) else obj.vector
+        found_model = obj.properties.get("model")
+        if (vector is not None and len(vector) != dim) or (found_model not in (None, model)):
+            raise CollectionMismatchError(
+                f"collection {name} holds vectors of model {found_model!r} "
+                f"({len(vector) if vector is not None else '?'} dims), not {model!r} ({dim} dims); "
+                "use another weaviate.collection or delete it"
+            )

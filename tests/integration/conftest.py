@@ -1,0 +1,144 @@
+"""A real pipeline for each test: local Ray + Serve embedder (shared per module), fresh topic and collection."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+
+
+def wait_until(condition, timeout: float, what: str, interval: float = 0.25):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = condition()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
+
+
+@pytest.fixture(scope="module")
+def serve_app(kafka, weaviate_server, ray_module):
+    """The Serve embedder on a module-wide Ray; yields the ModelInfo it reports."""
+    from ray import serve
+
+    from cluster.config import parse_config
+    from cluster.pipeline import deploy_serve
+
+    info = deploy_serve(parse_config({"http": {"port": 18000}, "embedding": {"torch_threads": 2}}))
+    yield info
+    serve.shutdown()
+
+
+@pytest.fixture(scope="module")
+def ray_module(ray_temp_dir_module):
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=200 * 1024**2,
+             _temp_dir=ray_temp_dir_module, namespace="freshvec-tests")
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def ray_temp_dir_module():
+    import shutil
+    import tempfile
+
+    path = tempfile.mkdtemp(prefix="fvray-", dir="/tmp")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+class Env:
+    """One test's pipeline: its own topic, DLQ and collection; helpers to produce and read back."""
+
+    def __init__(self, cfg, info, partitions: int):
+        self.cfg, self.info, self.partitions = cfg, info, partitions
+        self.topic = cfg.kafka.topics[0]
+        self.supervisor = None
+        self._producer = None
+
+    def start(self):
+        from cluster.pipeline import start_pipeline
+
+        self.supervisor = start_pipeline(self.cfg, self.info)
+        return self
+
+    @property
+    def producer(self):
+        if self._producer is None:
+            from cluster.producer import make_producer
+
+            self._producer = make_producer(self.cfg)
+        return self._producer
+
+    def send(self, key: bytes | None, value: bytes | None, headers=None):
+        return self.producer.send(self.topic, key=key, value=value, headers=headers)
+
+    def send_doc(self, key: str, text: str | None, metadata: dict | None = None):
+        import json
+
+        value = None if text is None else json.dumps({"text": text, "metadata": metadata or {}}).encode()
+        return self.send(key.encode(), value)
+
+    def flush(self):
+        self.producer.flush(timeout=30)
+
+    def client(self):
+        from actors.sink import connect
+
+        return connect(self.cfg.weaviate)
+
+    def objects(self, include_vector: bool = False) -> list:
+        """Every object in the collection (paged), as weaviate-client objects."""
+        client = self.client()
+        try:
+            collection = client.collections.use(self.cfg.weaviate.collection)
+            return list(collection.iterator(include_vector=include_vector))
+        finally:
+            client.close()
+
+    def texts_by_key(self) -> dict[str, str]:
+        return {o.properties["doc_id"]: o.properties["text"] for o in self.objects()}
+
+    def stats(self) -> list[dict]:
+        import ray
+
+        return ray.get([h.stats.remote() for h in self.supervisor.consumers().values()])
+
+    def stop(self):
+        if self.supervisor:
+            self.supervisor.stop()
+        if self._producer:
+            self._producer.close()
+        client = self.client()
+        try:
+            client.collections.delete(self.cfg.weaviate.collection)
+        finally:
+            client.close()
+
+
+@pytest.fixture
+def make_env(serve_app):
+    """Build (and afterwards tear down) a pipeline on a fresh topic with `partitions` partitions."""
+    from cluster.config import parse_config
+
+    envs = []
+
+    def make(partitions: int = 4, **pipeline) -> Env:
+        suffix = uuid.uuid4().hex[:10]
+        cfg = parse_config({
+            "kafka": {"topics": [f"it-{suffix}"], "group_id": f"it-{suffix}", "partitions_if_created": partitions},
+            "weaviate": {"collection": f"It{suffix}"},
+            "pipeline": {"dlq_topic": f"it-{suffix}.dlq", **pipeline},
+        })
+        env = Env(cfg, serve_app, partitions)
+        envs.append(env)
+        return env.start()
+
+    yield make
+    for env in envs:
+        env.stop()
