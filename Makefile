@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup services-up services-down test run demo lock clean-state
+.PHONY: setup services-up services-down test run demo bench-freshness lock clean-state
 
 ## setup: venv with pinned packages, Kafka jars, weaviate-server binary (idempotent, cached)
 setup:
@@ -27,6 +27,10 @@ run: services-up
 ## demo: ingest 300 demo documents end to end, print count, freshness and a search, exit
 demo: services-up
 	@.venv/bin/freshvec demo -n 300
+
+## bench-freshness: freshness and throughput, ours vs a naive pipeline -> bench/results/freshness.{json,png}
+bench-freshness: services-up
+	@$(PY) bench/freshness.py
 
 ## lock: re-resolve requirements.lock from pyproject.toml
 lock:

@@ -38,12 +38,13 @@ def actor_name(topic: str, partition: int) -> str:
 class PartitionConsumer:
     """Consumes exactly one partition; see the module docstring for the guarantees."""
 
-    def __init__(self, config: dict, topic: str, partition: int, model: str, dim: int):
-        self.cfg = FreshvecConfig.model_validate(config)
+    def __init__(self, cfg: FreshvecConfig, topic: str, partition: int, model: str, dim: int):
+        self.cfg = cfg
         self.topic, self.partition, self.model, self.dim = topic, partition, model, dim
         self.state = "starting"
         self.counters = dict(consumed=0, upserted=0, deleted=0, skipped_unchanged=0, dead_lettered=0,
                              embedded=0, retries=0, batches=0)
+        self.seconds = dict(poll=0.0, embed=0.0, write=0.0, commit=0.0)  # time spent per stage
         self.committed: int | None = None
         self.freshness = FreshnessWindow(window_s=60.0)
         self._recent: deque[float] = deque(maxlen=200_000)  # latencies for `drain_latencies`
@@ -59,6 +60,7 @@ class PartitionConsumer:
             "topic": self.topic, "partition": self.partition, "state": self.state,
             "node_id": ctx.get_node_id(), "labels": ctx.get_node_labels(),
             "committed": self.committed, **self.counters, **self.freshness.percentiles(),
+            "seconds": dict(self.seconds),
         }
 
     def drain_latencies(self) -> list[float]:
@@ -105,11 +107,16 @@ class PartitionConsumer:
             self.state = "running"
             last_log = time.monotonic()
             while not self._stop.is_set():
+                t0 = time.perf_counter()
                 records = self._next_batch(consumer, tp)
                 if records:
+                    t1 = time.perf_counter()
+                    self.seconds["poll"] += t1 - t0
                     self._process(records, handle, sink, dlq)
                     offset = records[-1].offset + 1
+                    t2 = time.perf_counter()
                     self._retry(consumer.commit, {tp: OffsetAndMetadata(offset, "", -1)}, wrap=TransientError)
+                    self.seconds["commit"] += time.perf_counter() - t2
                     self.committed = offset
                 if time.monotonic() - last_log >= self.cfg.pipeline.freshness_log_interval_s:
                     self._log_freshness()
@@ -148,11 +155,15 @@ class PartitionConsumer:
         deletes = [op for op in latest if isinstance(op, Delete)]
         cached = {u.key: self._store.vector_if_unchanged(u.key, u.text) for u in upserts}
         to_embed = [u for u in upserts if cached[u.key] is None]
+        t0 = time.perf_counter()
         vectors = self._retry(self._embed, handle, [u.text for u in to_embed]) if to_embed else []
+        t1 = time.perf_counter()
+        self.seconds["embed"] += t1 - t0
         fresh = dict(zip((u.key for u in to_embed), vectors))
         items = [Embedded(u, cached[u.key] if cached[u.key] is not None else fresh[u.key]) for u in upserts]
 
         self._retry(sink.write, items, deletes)
+        self.seconds["write"] += time.perf_counter() - t1
         ack_ms = time.time() * 1000
         latencies = [ack_ms - r.timestamp for r, op in zip(records, ops) if not isinstance(op, Rejected)]
         self.freshness.add(latencies)

@@ -129,6 +129,11 @@ class HttpConfig(BaseModel):
     model_config = _Strict
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
+    api_key: SecretStr | None = None  # when set, every route but /healthz needs "Authorization: Bearer <key>"
+    max_texts: PositiveInt = 256  # per request; more is a 413
+    max_text_bytes: PositiveInt = 32_768  # per text
+    oversize: Literal["reject", "truncate"] = "reject"  # a text over max_text_bytes: 413, or cut to fit
+    max_k: PositiveInt = 100  # /search results
 
 
 class FreshvecConfig(BaseModel):

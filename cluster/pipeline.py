@@ -23,13 +23,14 @@ class ModelInfo:
 
 
 def deploy_serve(cfg: FreshvecConfig) -> ModelInfo:
-    """Run the Serve application (embedder, and the HTTP app where there is one); wait until ready."""
+    """Run the Serve application (the embedder with its HTTP routes); wait until it is ready."""
     from ray import serve
 
-    from serve.embedder import APP_NAME, build_embedder
+    from serve.app import build_app
+    from serve.embedder import APP_NAME
 
     serve.start(http_options={"host": cfg.http.host, "port": cfg.http.port})
-    handle = serve.run(build_embedder(cfg.embedding), name=APP_NAME, route_prefix=None)
+    handle = serve.run(build_app(cfg), name=APP_NAME, route_prefix="/")
     info = handle.info.remote().result(timeout_s=120)
     return ModelInfo(info["model"], info["dim"])
 

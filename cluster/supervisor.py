@@ -85,7 +85,7 @@ class Supervisor:
             except ValueError:  # never started, or dead for good
                 pass
             self._handles[name] = remote_cls.options(**self.consumer_options(topic, partition)).remote(
-                self.cfg.model_dump(mode="json"), topic, partition, self.model, self.dim)
+                self.cfg, topic, partition, self.model, self.dim)
             started.append(name)
             log.info("started %s", name)
         return started

@@ -1,8 +1,10 @@
-"""The embedding deployment: one sentence-transformers model behind Ray Serve.
+"""The embedding model behind Ray Serve: batching, device choice, normalized float32 vectors.
 
-The consumers and the HTTP API both call it, so indexed vectors and query
-vectors always come from the same model version. Requests are lists of texts;
-``@serve.batch`` merges concurrent requests into one forward pass.
+`EmbeddingModel` is the model half of the `Embedder` deployment (serve/app.py):
+the consumers call its `embed` through a DeploymentHandle and the HTTP routes
+call it in-process, so indexed vectors and query vectors always come from the
+same model version. ``@serve.batch`` merges concurrent requests into one
+forward pass.
 """
 
 from __future__ import annotations
@@ -30,14 +32,12 @@ def pick_device(requested: str) -> str:
     return "cuda" if requested == "cuda" or (requested == "auto" and has_gpu) else "cpu"
 
 
-@serve.deployment(name=DEPLOYMENT_NAME)
-class Embedder:
-    def __init__(self, config: dict):
+class EmbeddingModel:
+    def __init__(self, cfg: EmbeddingConfig):
         import torch
 
         from serve.model import load_sentence_transformer
 
-        cfg = EmbeddingConfig.model_validate(config)
         self.device = pick_device(cfg.device)
         if self.device == "cpu":
             torch.set_num_threads(cfg.torch_threads or max(1, math.ceil(cfg.num_cpus)))
@@ -46,6 +46,7 @@ class Embedder:
         if self.device == "cuda":
             self.model.half()
         self.dim = self.model.get_embedding_dimension()
+        self.max_seq_length = self.model.max_seq_length
         self._embed_batch.set_max_batch_size(cfg.max_batch_size)
         self._embed_batch.set_batch_wait_timeout_s(cfg.batch_wait_timeout_s)
 
@@ -54,6 +55,11 @@ class Embedder:
         vectors = self.model.encode(texts, batch_size=len(texts), normalize_embeddings=True,
                                     convert_to_numpy=True, show_progress_bar=False)
         return vectors.astype(np.float32, copy=False)
+
+    def count_tokens(self, texts: list[str]) -> int:
+        """Tokens the model sees (after truncation), for the OpenAI API's usage field."""
+        encoded = self.model.tokenizer(texts, truncation=True, max_length=self.max_seq_length)
+        return sum(len(ids) for ids in encoded["input_ids"])
 
     @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.002)
     async def _embed_batch(self, requests: list[list[str]]) -> list[np.ndarray]:
@@ -72,21 +78,3 @@ class Embedder:
 
     def info(self) -> dict:
         return {"model": self.model_name, "dim": self.dim, "device": self.device, "pid": os.getpid()}
-
-
-def build_embedder(cfg: EmbeddingConfig):
-    """The bound deployment, with resources and autoscaling from the config."""
-    auto = cfg.autoscaling
-    return Embedder.options(
-        ray_actor_options={"num_cpus": cfg.num_cpus, "num_gpus": cfg.num_gpus},
-        # Serve caps a batch at max_ongoing_requests: keep room for a full batch plus the next.
-        max_ongoing_requests=2 * cfg.max_batch_size,
-        autoscaling_config={
-            "min_replicas": auto.min_replicas,
-            "initial_replicas": max(1, auto.min_replicas),
-            "max_replicas": auto.max_replicas,
-            "target_ongoing_requests": auto.target_ongoing_requests,
-            "upscale_delay_s": auto.upscale_delay_s,
-            "downscale_delay_s": auto.downscale_delay_s,
-        },
-    ).bind(cfg.model_dump())

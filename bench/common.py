@@ -1,0 +1,32 @@
+"""Shared pieces of the benchmarks: test sentences, percentiles, result files."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+WORDS = ("river stream index vector search fresh cluster kafka model query latency batch replica node region "
+         "document update python actor embedding weaviate server partition offset commit signal storage cache "
+         "network machine learning graph sentence token memory thread process window").split()
+
+
+def sentences(n: int, words: int = 12, seed: int = 0) -> list[str]:
+    """n distinct sentences of `words` words each."""
+    rng = random.Random(seed)
+    return [f"{i}: " + " ".join(rng.choice(WORDS) for _ in range(words - 1)) for i in range(n)]
+
+
+def pct(values, q) -> float | None:
+    return float(np.percentile(values, q)) if len(values) else None
+
+
+def write_json(name: str, data: dict) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / name
+    path.write_text(json.dumps(data, indent=2) + "\n")
+    return path

