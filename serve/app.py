@@ -251,3 +251,13 @@ def build_app(cfg: FreshvecConfig):
         },
         logging_config={"enable_access_log": False},  # a log line per request costs CPU on the hot path
     ).bind(cfg)
+
+
+def app_builder(args: dict):
+    """Entry point for `serve run` / `serve deploy` (import_path `serve.app:app_builder`).
+
+    args: {"config": <freshvec YAML>} (default deploy/local/freshvec.yaml).
+    """
+    from cluster.config import load_config
+
+    return build_app(load_config(args.get("config", "deploy/local/freshvec.yaml")))

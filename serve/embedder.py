@@ -22,11 +22,10 @@ APP_NAME = "freshvec"
 DEPLOYMENT_NAME = "Embedder"
 
 
-def pick_device(requested: str) -> str:
-    """cuda only when Ray gave this replica a GPU: a GPU node's other actors can still see one."""
-    import ray
-
-    has_gpu = bool(ray.get_gpu_ids())
+def pick_device(requested: str, gpu_ids: list) -> str:
+    """cuda only when Ray gave this replica a GPU (`ray.get_gpu_ids()`): on a GPU node, actors
+    that asked for none can still see the device, so torch.cuda.is_available() is not the test."""
+    has_gpu = bool(gpu_ids)
     if requested == "cuda" and not has_gpu:
         raise RuntimeError("embedding.device is 'cuda' but Ray assigned no GPU; set embedding.num_gpus > 0")
     return "cuda" if requested == "cuda" or (requested == "auto" and has_gpu) else "cpu"
@@ -34,11 +33,12 @@ def pick_device(requested: str) -> str:
 
 class EmbeddingModel:
     def __init__(self, cfg: EmbeddingConfig):
+        import ray
         import torch
 
         from serve.model import load_sentence_transformer
 
-        self.device = pick_device(cfg.device)
+        self.device = pick_device(cfg.device, ray.get_gpu_ids())
         if self.device == "cpu":
             torch.set_num_threads(cfg.torch_threads or max(1, math.ceil(cfg.num_cpus)))
         self.model_name = cfg.model
