@@ -19,6 +19,7 @@ import ray
 from tenacity import Retrying, retry_if_exception, wait_exponential_jitter
 
 from actors.freshness import FreshnessWindow
+from actors.metrics import PipelineMetrics
 from actors.records import Delete, Rejected, Upsert, latest_per_key, parse
 from actors.sink import Embedded, WeaviateSink
 from actors.state import ContentStore
@@ -49,6 +50,9 @@ class PartitionConsumer:
         self.freshness = FreshnessWindow(window_s=60.0)
         self._recent: deque[float] = deque(maxlen=200_000)  # latencies for `drain_latencies`
         self._store = ContentStore(self.cfg.pipeline.state_max_keys)
+        self.region = ray.get_runtime_context().get_node_labels().get("region", "local")
+        self.metrics = PipelineMetrics(self.region, topic, partition)
+        self.lag: int | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=actor_name(topic, partition), daemon=True)
         self._thread.start()
@@ -57,9 +61,10 @@ class PartitionConsumer:
     def stats(self) -> dict:
         ctx = ray.get_runtime_context()
         return {
-            "topic": self.topic, "partition": self.partition, "state": self.state,
+            "topic": self.topic, "partition": self.partition, "state": self.state, "region": self.region,
             "node_id": ctx.get_node_id(), "labels": ctx.get_node_labels(),
-            "committed": self.committed, **self.counters, **self.freshness.percentiles(),
+            "committed": self.committed, "lag": self.lag, **self.counters, **self.freshness.percentiles(),
+            "throughput_eps": self.freshness.rate(),
             "seconds": dict(self.seconds),
         }
 
@@ -105,7 +110,7 @@ class PartitionConsumer:
                 consumer.seek(tp, self.committed)
             handle = serve.get_deployment_handle(DEPLOYMENT_NAME, app_name=APP_NAME)
             self.state = "running"
-            last_log = time.monotonic()
+            last_log = last_lag = 0.0
             while not self._stop.is_set():
                 t0 = time.perf_counter()
                 records = self._next_batch(consumer, tp)
@@ -115,9 +120,13 @@ class PartitionConsumer:
                     self._process(records, handle, sink, dlq)
                     offset = records[-1].offset + 1
                     t2 = time.perf_counter()
-                    self._retry(consumer.commit, {tp: OffsetAndMetadata(offset, "", -1)}, wrap=TransientError)
+                    self._retry(consumer.commit, {tp: OffsetAndMetadata(offset, "", -1)}, wrap=TransientError,
+                                target="kafka")
                     self.seconds["commit"] += time.perf_counter() - t2
                     self.committed = offset
+                if time.monotonic() - last_lag >= 1.0:
+                    self._update_lag(consumer, tp)
+                    last_lag = time.monotonic()
                 if time.monotonic() - last_log >= self.cfg.pipeline.freshness_log_interval_s:
                     self._log_freshness()
                     last_log = time.monotonic()
@@ -126,6 +135,16 @@ class PartitionConsumer:
             consumer.close(autocommit=False)
             dlq.close(timeout=5)
             sink.close()
+
+    def _update_lag(self, consumer, tp) -> None:
+        """Log end offset minus committed offset; the whole log counts while nothing is committed."""
+        try:
+            end = consumer.end_offsets([tp])[tp]
+        except Exception:  # the broker is away: keep the last value
+            return
+        start = self.committed if self.committed is not None else consumer.beginning_offsets([tp])[tp]
+        self.lag = max(end - start, 0)
+        self.metrics.set_lag(self.lag)
 
     def _next_batch(self, consumer, tp) -> list:
         """Up to max_batch_records records; waits at most max_batch_wait_ms once the first arrived."""
@@ -145,10 +164,9 @@ class PartitionConsumer:
     def _process(self, records, handle, sink: WeaviateSink, dlq) -> None:
         pipeline = self.cfg.pipeline
         ops = [parse(r, pipeline.event, pipeline.max_text_bytes) for r in records]
-        self.counters["consumed"] += len(records)
         rejected = [op for op in ops if isinstance(op, Rejected)]
         if rejected:
-            self._retry(self._dead_letter, dlq, rejected, wrap=TransientError)
+            self._retry(self._dead_letter, dlq, rejected, wrap=TransientError, target="kafka")
 
         latest = latest_per_key(op for op in ops if not isinstance(op, Rejected))
         upserts = [op for op in latest if isinstance(op, Upsert)]
@@ -156,26 +174,31 @@ class PartitionConsumer:
         cached = {u.key: self._store.vector_if_unchanged(u.key, u.text) for u in upserts}
         to_embed = [u for u in upserts if cached[u.key] is None]
         t0 = time.perf_counter()
-        vectors = self._retry(self._embed, handle, [u.text for u in to_embed]) if to_embed else []
+        vectors = self._retry(self._embed, handle, [u.text for u in to_embed], target="serve") if to_embed else []
         t1 = time.perf_counter()
         self.seconds["embed"] += t1 - t0
+        if to_embed:
+            self.metrics.stage("embed", len(to_embed), t1 - t0)
         fresh = dict(zip((u.key for u in to_embed), vectors))
         items = [Embedded(u, cached[u.key] if cached[u.key] is not None else fresh[u.key]) for u in upserts]
 
-        self._retry(sink.write, items, deletes)
+        self._retry(sink.write, items, deletes, target="weaviate")
         self.seconds["write"] += time.perf_counter() - t1
+        self.metrics.stage("upsert", len(items) + len(deletes), time.perf_counter() - t1)
         ack_ms = time.time() * 1000
         latencies = [ack_ms - r.timestamp for r, op in zip(records, ops) if not isinstance(op, Rejected)]
         self.freshness.add(latencies)
         self._recent.extend(latencies)
+        self.metrics.observe_freshness(latencies)
         for item in items:
             self._store.remember(item.op.key, item.op.text, item.vector)
         for d in deletes:
             self._store.forget(d.key)
-        self.counters["upserted"] += len(items)
-        self.counters["deleted"] += len(deletes)
-        self.counters["embedded"] += len(to_embed)
-        self.counters["skipped_unchanged"] += len(upserts) - len(to_embed)
+        counts = {"consumed": len(records), "upserted": len(items), "deleted": len(deletes),
+                  "embedded": len(to_embed), "skipped_unchanged": len(upserts) - len(to_embed)}
+        for outcome, n in counts.items():
+            self.counters[outcome] += n
+            self.metrics.count(outcome, n)
         self.counters["batches"] += 1
 
     def _embed(self, handle, texts: list[str]) -> np.ndarray:
@@ -210,9 +233,10 @@ class PartitionConsumer:
             raise TransientError(f"writing {len(rejected)} records to the DLQ failed: {exc}") from exc
         self.counters["dead_lettered"] += len(rejected)
         for r in rejected:
+            self.metrics.dead_letter(r.reason)
             log.warning("%s offset %d -> DLQ: %s (%s)", r.source.topic, r.source.offset, r.reason, r.detail)
 
-    def _retry(self, fn, *args, wrap: type[Exception] | None = None):
+    def _retry(self, fn, *args, wrap: type[Exception] | None = None, target: str = "kafka"):
         """Call fn until it succeeds or the actor stops; retriable errors back off, others raise."""
         def call():
             try:
@@ -226,6 +250,7 @@ class PartitionConsumer:
 
         def before_sleep(retry_state) -> None:
             self.counters["retries"] += 1
+            self.metrics.retry(target)
             self.state = "retrying"
             log.warning("%s: %s; retrying", actor_name(self.topic, self.partition), retry_state.outcome.exception())
 

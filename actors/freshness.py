@@ -11,6 +11,7 @@ import numpy as np
 class FreshnessWindow:
     def __init__(self, window_s: float = 60.0):
         self.window_s = window_s
+        self._started = time.monotonic()
         self._samples: deque[tuple[float, float]] = deque()  # (monotonic time, latency ms)
         self.total = 0
 
@@ -30,6 +31,12 @@ class FreshnessWindow:
             return {f"p{q}_ms": None for q in qs}
         values = np.fromiter((lat for _, lat in self._samples), dtype=np.float64)
         return {f"p{q}_ms": float(np.percentile(values, q)) for q in qs}
+
+    def rate(self) -> float:
+        """Records acknowledged per second over the window (or since start, when younger)."""
+        self._trim(time.monotonic())
+        span = min(self.window_s, max(time.monotonic() - self._started, 1e-3))
+        return len(self._samples) / span
 
     def __len__(self) -> int:
         return len(self._samples)

@@ -97,6 +97,21 @@ def cmd_run(args) -> None:
     serve.shutdown()
 
 
+def cmd_status(args) -> None:
+    import json
+
+    import ray
+
+    from cluster import status
+
+    cfg = _config(args.config)
+    logging.getLogger().setLevel(logging.WARNING)
+    ray.init(address=os.environ.get("RAY_ADDRESS", "auto"), namespace="freshvec", logging_level=logging.WARNING,
+             log_to_driver=False)
+    report = status.collect(cfg)
+    print(json.dumps(report, indent=2) if args.json else status.render(report))
+
+
 def cmd_demo(args) -> None:
     from deploy.local import stack
 
@@ -126,6 +141,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--rate", type=float, default=50.0, help="rate of --produce-demo, events/s (default 50)")
     p.add_argument("--status-interval", type=float, default=10.0)
     p.set_defaults(func=cmd_run)
+
+    p = commands.add_parser("status", help="consumers, lag, freshness, throughput, DLQ and Serve replicas")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_status)
 
     p = commands.add_parser("demo", help="local stack up, demo corpus in, print count, freshness and a search")
     p.add_argument("-n", type=int, default=300, help="documents to ingest (default 300)")

@@ -77,4 +77,7 @@ class EmbeddingModel:
         return await self._embed_batch(list(texts))
 
     def info(self) -> dict:
-        return {"model": self.model_name, "dim": self.dim, "device": self.device, "pid": os.getpid()}
+        import ray
+
+        return {"model": self.model_name, "dim": self.dim, "device": self.device, "pid": os.getpid(),
+                "node_id": ray.get_runtime_context().get_node_id()}

@@ -57,3 +57,4 @@ def test_keys_ray_would_ignore_are_rejected(path, key, value, message):
     with pytest.raises(ConfigError) as err:
         check_serve_config(_mutate(path, key, value))
     assert message in str(err.value)
+

@@ -1,0 +1,98 @@
+"""`freshvec status`: what a running deployment is doing, for people (table) and scripts (--json)."""
+
+from __future__ import annotations
+
+import json
+
+import ray
+
+from actors.consumer import actor_name
+from cluster.config import FreshvecConfig
+from cluster.supervisor import NAMESPACE, kafka_admin, partitions
+
+
+def _consumer(topic: str, partition: int) -> dict:
+    base = {"topic": topic, "partition": partition}
+    try:
+        handle = ray.get_actor(actor_name(topic, partition), namespace=NAMESPACE)
+    except ValueError:
+        return {**base, "state": "missing"}
+    try:
+        s = ray.get(handle.stats.remote(), timeout=10)
+    except Exception as exc:  # dead or restarting
+        return {**base, "state": f"unreachable ({type(exc).__name__})"}
+    return {**base, "state": s["state"], "node": s["node_id"], "region": s["region"], "lag": s["lag"],
+            "committed": s["committed"], "freshness_p50_ms": s["p50_ms"], "freshness_p99_ms": s["p99_ms"],
+            "throughput_eps": s["throughput_eps"], "consumed": s["consumed"], "dlq": s["dead_lettered"],
+            "retries": s["retries"]}
+
+
+def _serve() -> dict:
+    from ray import serve
+
+    from serve.embedder import APP_NAME, DEPLOYMENT_NAME
+
+    try:
+        app = serve.status().applications.get(APP_NAME)
+    except Exception as exc:
+        return {"status": f"unavailable ({type(exc).__name__})", "replicas": []}
+    if app is None:
+        return {"status": "not running", "replicas": []}
+    deployment = app.deployments.get(DEPLOYMENT_NAME)
+    replicas = []
+    try:  # replica nodes need the state API (the dashboard); without it, counts only
+        from ray.util.state import list_actors
+
+        for a in list_actors(filters=[("class_name", "=", f"ServeReplica:{APP_NAME}:{DEPLOYMENT_NAME}"),
+                                      ("state", "=", "ALIVE")]):
+            replicas.append({"actor_id": a.actor_id, "node": a.node_id, "pid": a.pid})
+    except Exception:
+        pass
+    return {"status": str(app.status.value if hasattr(app.status, "value") else app.status),
+            "replica_states": {str(k): v for k, v in (deployment.replica_states if deployment else {}).items()},
+            "replicas": replicas}
+
+
+def collect(cfg: FreshvecConfig) -> dict:
+    admin = kafka_admin(cfg)
+    try:
+        consumers = [_consumer(t, p) for t, p in partitions(admin, cfg.kafka.topics)]
+    finally:
+        admin.close()
+    live = [c for c in consumers if "lag" in c]
+    p50 = [c["freshness_p50_ms"] for c in live if c["freshness_p50_ms"] is not None]
+    p99 = [c["freshness_p99_ms"] for c in live if c["freshness_p99_ms"] is not None]
+    return {
+        "consumers": consumers,
+        "totals": {
+            "consumers": len(consumers), "live": len(live),
+            "lag": sum(c["lag"] or 0 for c in live),
+            "throughput_eps": sum(c["throughput_eps"] for c in live),
+            "dlq": sum(c["dlq"] for c in live),
+            # Per-partition percentiles: the median of medians, the worst p99.
+            "freshness_p50_ms": sorted(p50)[len(p50) // 2] if p50 else None,
+            "freshness_p99_ms": max(p99) if p99 else None,
+        },
+        "serve": _serve(),
+    }
+
+
+def render(status: dict) -> str:
+    def ms(v):
+        return "-" if v is None else f"{v:.1f}"
+
+    lines = [f"{'TOPIC':<24} {'PART':>4} {'STATE':<10} {'REGION':<12} {'NODE':<10} {'LAG':>6} "
+             f"{'P50 ms':>8} {'P99 ms':>8} {'EV/S':>7} {'DLQ':>5}"]
+    for c in status["consumers"]:
+        lines.append(f"{c['topic']:<24} {c['partition']:>4} {c['state']:<10} {c.get('region', '-'):<12} "
+                     f"{(c.get('node') or '-')[:8]:<10} {c.get('lag') if c.get('lag') is not None else '-':>6} "
+                     f"{ms(c.get('freshness_p50_ms')):>8} {ms(c.get('freshness_p99_ms')):>8} "
+                     f"{c.get('throughput_eps', 0):>7.1f} {c.get('dlq', '-'):>5}")
+    t, s = status["totals"], status["serve"]
+    lines.append(f"\n{t['live']}/{t['consumers']} consumers live; lag {t['lag']}; {t['throughput_eps']:.1f} ev/s; "
+                 f"freshness p50 {ms(t['freshness_p50_ms'])} ms, p99 {ms(t['freshness_p99_ms'])} ms (last minute); "
+                 f"DLQ {t['dlq']}")
+    lines.append(f"serve: {s['status']}; replicas {json.dumps(s.get('replica_states', {}))}"
+                 + "".join(f"\n  replica {r['actor_id'][:8]} on node {r['node'][:8]} (pid {r['pid']})"
+                           for r in s["replicas"]))
+    return "\n".join(lines)
