@@ -39,7 +39,8 @@ def actor_name(topic: str, partition: int) -> str:
 class PartitionConsumer:
     """Consumes exactly one partition; see the module docstring for the guarantees."""
 
-    def __init__(self, cfg: FreshvecConfig, topic: str, partition: int, model: str, dim: int):
+    def __init__(self, cfg: FreshvecConfig, topic: str, partition: int, model: str, dim: int,
+                 region: str = "local", zone_label_key: str = "zone", zone_racks: dict[str, str] | None = None):
         self.cfg = cfg
         self.topic, self.partition, self.model, self.dim = topic, partition, model, dim
         self.state = "starting"
@@ -50,7 +51,10 @@ class PartitionConsumer:
         self.freshness = FreshnessWindow(window_s=60.0)
         self._recent: deque[float] = deque(maxlen=200_000)  # latencies for `drain_latencies`
         self._store = ContentStore(self.cfg.pipeline.state_max_keys)
-        self.region = ray.get_runtime_context().get_node_labels().get("region", "local")
+        self.region = region
+        # The zone of the node Ray put us on decides client_rack: fetch from the nearest replica.
+        zone = ray.get_runtime_context().get_node_labels().get(zone_label_key)
+        self.client_rack = (zone_racks or {}).get(zone)
         self.metrics = PipelineMetrics(self.region, topic, partition)
         self.lag: int | None = None
         self._stop = threading.Event()
@@ -97,9 +101,10 @@ class PartitionConsumer:
 
         kafka = self.cfg.kafka
         tp = TopicPartition(self.topic, self.partition)
+        rack = {"client_rack": self.client_rack} if self.client_rack else {}
         consumer = KafkaConsumer(
             bootstrap_servers=kafka.bootstrap_servers, group_id=kafka.group_id,
-            enable_auto_commit=False, auto_offset_reset="earliest", **kafka.consumer,
+            enable_auto_commit=False, auto_offset_reset="earliest", **{**kafka.consumer, **rack},
         )
         dlq = KafkaProducer(bootstrap_servers=kafka.bootstrap_servers, **kafka.producer)
         sink = WeaviateSink(self.cfg.weaviate, self.model, self.dim)

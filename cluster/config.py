@@ -85,6 +85,8 @@ class EmbeddingConfig(BaseModel):
     num_cpus: float = Field(1.0, gt=0)  # per replica
     num_gpus: float = Field(0.0, ge=0)  # per replica; > 0 asks Ray for GPU nodes
     torch_threads: PositiveInt | None = None  # None: as many as the replica's CPUs
+    # Ray node labels the replicas must run on, e.g. {region: us-east-1} to pin them to a region.
+    label_selector: dict[str, str] = Field(default_factory=dict)
     autoscaling: AutoscalingConfig = Field(default_factory=AutoscalingConfig)
 
 
@@ -136,6 +138,40 @@ class HttpConfig(BaseModel):
     max_k: PositiveInt = 100  # /search results
 
 
+# Client settings a region may set for its brokers (TLS and SASL).
+SECURITY_KEYS = {
+    "security_protocol", "sasl_mechanism", "sasl_plain_username", "sasl_plain_password", "ssl_cafile",
+    "ssl_certfile", "ssl_keyfile", "ssl_password", "ssl_check_hostname", "ssl_crlfile", "ssl_ciphers",
+}
+
+
+class ZoneConfig(BaseModel):
+    model_config = _Strict
+    client_rack: str = Field(min_length=1)  # Kafka broker.rack of this zone: fetch from the nearest replica
+
+
+class RegionConfig(BaseModel):
+    """One region: its brokers, and the Ray node label that marks the nodes next to them."""
+
+    model_config = _Strict
+    bootstrap_servers: list[str] = Field(min_length=1)
+    topics: list[str] | None = None  # default: kafka.topics
+    security: dict[str, Any] = Field(default_factory=dict)
+    label_key: str = "region"
+    label_value: str | None = None  # default: the region's name
+    zone_label_key: str = "zone"
+    zones: dict[str, ZoneConfig] = Field(default_factory=dict)  # zone label value -> its Kafka rack
+    weaviate: WeaviateConfig | None = None  # default: the top-level weaviate
+
+    @field_validator("security")
+    @classmethod
+    def _security(cls, settings: dict[str, Any]) -> dict[str, Any]:
+        unknown = sorted(set(settings) - SECURITY_KEYS)
+        if unknown:
+            raise ValueError(f"unknown security setting(s): {', '.join(unknown)}; allowed: {sorted(SECURITY_KEYS)}")
+        return settings
+
+
 class FreshvecConfig(BaseModel):
     model_config = _Strict
     kafka: KafkaConfig = Field(default_factory=KafkaConfig)
@@ -143,11 +179,32 @@ class FreshvecConfig(BaseModel):
     weaviate: WeaviateConfig = Field(default_factory=WeaviateConfig)
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
     http: HttpConfig = Field(default_factory=HttpConfig)
+    regions: dict[str, RegionConfig] = Field(default_factory=dict)  # empty: one implicit region, "local"
+
+    @field_validator("regions")
+    @classmethod
+    def _region_names(cls, regions: dict[str, RegionConfig]) -> dict[str, RegionConfig]:
+        for name in regions:
+            if not name or not all(c.isalnum() or c in "-_." for c in name):
+                raise ValueError(f"region name {name!r} must be [A-Za-z0-9._-]+ (it goes into actor names)")
+        return regions
+
+    def for_region(self, name: str) -> FreshvecConfig:
+        """This config as seen by one region's consumers: its brokers, topics, security and Weaviate."""
+        region = self.regions[name]
+        kafka = self.kafka.model_copy(update={
+            "bootstrap_servers": region.bootstrap_servers,
+            "topics": region.topics or self.kafka.topics,
+            "consumer": {**self.kafka.consumer, **region.security},
+            "producer": {**self.kafka.producer, **region.security},
+        })
+        return self.model_copy(update={"kafka": kafka, "weaviate": region.weaviate or self.weaviate, "regions": {}})
 
     @model_validator(mode="after")
     def _dlq_is_not_a_source(self) -> FreshvecConfig:
-        if self.pipeline.dlq_topic in self.kafka.topics:
-            raise ValueError(f"pipeline.dlq_topic ({self.pipeline.dlq_topic!r}) must not be one of kafka.topics")
+        topics = set(self.kafka.topics).union(*(r.topics or [] for r in self.regions.values()))
+        if self.pipeline.dlq_topic in topics:
+            raise ValueError(f"pipeline.dlq_topic ({self.pipeline.dlq_topic!r}) must not be one of the source topics")
         return self
 
 

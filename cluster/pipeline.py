@@ -36,15 +36,21 @@ def deploy_serve(cfg: FreshvecConfig) -> ModelInfo:
 
 
 def prepare_storage(cfg: FreshvecConfig, info: ModelInfo) -> None:
-    """Create (or check) the Weaviate collection and the Kafka topics."""
+    """Create (or check) each region's Weaviate collection and Kafka topics."""
     from actors.sink import connect, ensure_collection
+    from cluster.placement import regions
 
-    client = connect(cfg.weaviate)
-    try:
-        ensure_collection(client, cfg.weaviate.collection, info.model, info.dim)
-    finally:
-        client.close()
-    ensure_topics(cfg)
+    checked = set()
+    for region in regions(cfg):
+        weaviate = region.cfg.weaviate
+        if (weaviate.host, weaviate.http_port, weaviate.collection) not in checked:
+            client = connect(weaviate)
+            try:
+                ensure_collection(client, weaviate.collection, info.model, info.dim)
+            finally:
+                client.close()
+            checked.add((weaviate.host, weaviate.http_port, weaviate.collection))
+        ensure_topics(region.cfg)
 
 
 def start_pipeline(cfg: FreshvecConfig, info: ModelInfo) -> Supervisor:

@@ -6,22 +6,22 @@ import json
 
 import ray
 
-from actors.consumer import actor_name
 from cluster.config import FreshvecConfig
-from cluster.supervisor import NAMESPACE, kafka_admin, partitions
+from cluster.placement import Region, describe_missing, regions, regions_without_nodes
+from cluster.supervisor import NAMESPACE, consumer_name, kafka_admin, partitions
 
 
-def _consumer(topic: str, partition: int) -> dict:
-    base = {"topic": topic, "partition": partition}
+def _consumer(region: Region, topic: str, partition: int) -> dict:
+    base = {"topic": topic, "partition": partition, "region": region.name}
     try:
-        handle = ray.get_actor(actor_name(topic, partition), namespace=NAMESPACE)
+        handle = ray.get_actor(consumer_name(region, topic, partition), namespace=NAMESPACE)
     except ValueError:
         return {**base, "state": "missing"}
     try:
         s = ray.get(handle.stats.remote(), timeout=10)
     except Exception as exc:  # dead or restarting
         return {**base, "state": f"unreachable ({type(exc).__name__})"}
-    return {**base, "state": s["state"], "node": s["node_id"], "region": s["region"], "lag": s["lag"],
+    return {**base, "state": s["state"], "node": s["node_id"], "lag": s["lag"],
             "committed": s["committed"], "freshness_p50_ms": s["p50_ms"], "freshness_p99_ms": s["p99_ms"],
             "throughput_eps": s["throughput_eps"], "consumed": s["consumed"], "dlq": s["dead_lettered"],
             "retries": s["retries"]}
@@ -54,11 +54,14 @@ def _serve() -> dict:
 
 
 def collect(cfg: FreshvecConfig) -> dict:
-    admin = kafka_admin(cfg)
-    try:
-        consumers = [_consumer(t, p) for t, p in partitions(admin, cfg.kafka.topics)]
-    finally:
-        admin.close()
+    consumers = []
+    all_regions = regions(cfg)
+    for region in all_regions:
+        admin = kafka_admin(region.cfg)
+        try:
+            consumers += [_consumer(region, t, p) for t, p, _ in partitions(admin, region.cfg.kafka.topics)]
+        finally:
+            admin.close()
     live = [c for c in consumers if "lag" in c]
     p50 = [c["freshness_p50_ms"] for c in live if c["freshness_p50_ms"] is not None]
     p99 = [c["freshness_p99_ms"] for c in live if c["freshness_p99_ms"] is not None]
@@ -74,6 +77,7 @@ def collect(cfg: FreshvecConfig) -> dict:
             "freshness_p99_ms": max(p99) if p99 else None,
         },
         "serve": _serve(),
+        "warnings": [describe_missing(r) for r in regions_without_nodes(all_regions, ray.nodes())],
     }
 
 
@@ -95,4 +99,5 @@ def render(status: dict) -> str:
     lines.append(f"serve: {s['status']}; replicas {json.dumps(s.get('replica_states', {}))}"
                  + "".join(f"\n  replica {r['actor_id'][:8]} on node {r['node'][:8]} (pid {r['pid']})"
                            for r in s["replicas"]))
+    lines += [f"warning: {w}" for w in status["warnings"]]
     return "\n".join(lines)

@@ -1,9 +1,11 @@
 """The pipeline supervisor: one consumer actor per partition, kept alive, grown with the topic.
 
 It runs in the driver (`freshvec run`). Every `interval_s` it lists the
-partitions of each topic and makes sure each has a live consumer actor: it
-starts consumers for new partitions and replaces consumers that died for good
-(Ray itself restarts those that crash, `max_restarts=-1`).
+partitions of each region's topics and makes sure each has a live consumer
+actor, placed in its region (cluster/placement.py): it starts consumers for new
+partitions and replaces consumers that died for good (Ray itself restarts those
+that crash, `max_restarts=-1`). It also says, naming the label, when a region
+has no node to run its consumers on.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import ray
 
 from actors.consumer import PartitionConsumer, actor_name
 from cluster.config import FreshvecConfig
+from cluster.placement import LOCAL, Region, consumer_placement, describe_missing, regions, regions_without_nodes
 
 log = logging.getLogger("freshvec.supervisor")
 
@@ -24,7 +27,8 @@ NAMESPACE = "freshvec"
 def kafka_admin(cfg: FreshvecConfig):
     from kafka import KafkaAdminClient
 
-    return KafkaAdminClient(bootstrap_servers=cfg.kafka.bootstrap_servers, request_timeout_ms=10_000)
+    security = {k: v for k, v in cfg.kafka.consumer.items() if k.startswith(("security_", "sasl_", "ssl_"))}
+    return KafkaAdminClient(bootstrap_servers=cfg.kafka.bootstrap_servers, request_timeout_ms=10_000, **security)
 
 
 def ensure_topics(cfg: FreshvecConfig) -> None:
@@ -47,47 +51,82 @@ def ensure_topics(cfg: FreshvecConfig) -> None:
         admin.close()
 
 
-def partitions(admin, topics: list[str]) -> list[tuple[str, int]]:
+def partitions(admin, topics: list[str]) -> list[tuple[str, int, int | None]]:
+    """(topic, partition, leader broker id) of every partition of `topics`."""
     out = []
     for desc in admin.describe_topics(topics):
         if desc.get("error_code", 0) == 0:
-            out.extend((desc["name"], p["partition_index"]) for p in desc["partitions"])
+            out.extend((desc["name"], p["partition_index"], p.get("leader_id")) for p in desc["partitions"])
     return sorted(out)
+
+
+def broker_racks(admin) -> dict[int, str]:
+    try:
+        return {b["node_id"]: b["rack"] for b in admin.describe_cluster()["brokers"] if b.get("rack")}
+    except Exception:  # racks are only a placement preference
+        return {}
+
+
+def consumer_name(region: Region, topic: str, partition: int) -> str:
+    return actor_name(topic, partition) if region.name == LOCAL else f"consumer:{region.name}:{topic}:{partition}"
 
 
 class Supervisor:
     def __init__(self, cfg: FreshvecConfig, model: str, dim: int, interval_s: float = 2.0):
         self.cfg, self.model, self.dim, self.interval_s = cfg, model, dim, interval_s
+        self.regions = regions(cfg)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._admin = None
+        self._admins: dict[str, object] = {}
         # Non-detached actors live as long as a handle does: the supervisor holds one per consumer.
         self._handles: dict[str, ray.actor.ActorHandle] = {}
+        self._warned: set[str] = set()
 
-    def consumer_options(self, topic: str, partition: int) -> dict:
+    def _admin(self, region: Region):
+        if region.name not in self._admins:
+            self._admins[region.name] = kafka_admin(region.cfg)
+        return self._admins[region.name]
+
+    def consumer_options(self, region: Region, topic: str, partition: int, leader_rack: str | None) -> dict:
         return {
-            "name": actor_name(topic, partition), "namespace": NAMESPACE,
+            "name": consumer_name(region, topic, partition), "namespace": NAMESPACE,
             "get_if_exists": True, "max_restarts": -1, "max_concurrency": 4,
             "num_cpus": self.cfg.pipeline.consumer_num_cpus,
+            **consumer_placement(region, leader_rack),
         }
+
+    def check_regions(self) -> list[str]:
+        """A warning per region that no alive node can host; logged once until it recovers."""
+        messages = []
+        missing = regions_without_nodes(self.regions, ray.nodes())
+        for region in missing:
+            messages.append(describe_missing(region))
+            if region.name not in self._warned:
+                log.error(messages[-1])
+        self._warned = {r.name for r in missing}
+        return messages
 
     def reconcile(self) -> list[str]:
         """One pass: start a consumer for every partition that lacks a live one; returns names started."""
-        if self._admin is None:
-            self._admin = kafka_admin(self.cfg)
+        self.check_regions()
         started = []
         remote_cls = ray.remote(PartitionConsumer)
-        for topic, partition in partitions(self._admin, self.cfg.kafka.topics):
-            name = actor_name(topic, partition)
-            try:
-                ray.get_actor(name, namespace=NAMESPACE)  # alive or being restarted by Ray
-                continue
-            except ValueError:  # never started, or dead for good
-                pass
-            self._handles[name] = remote_cls.options(**self.consumer_options(topic, partition)).remote(
-                self.cfg, topic, partition, self.model, self.dim)
-            started.append(name)
-            log.info("started %s", name)
+        for region in self.regions:
+            admin = self._admin(region)
+            racks = broker_racks(admin) if region.racks else {}
+            for topic, partition, leader in partitions(admin, region.cfg.kafka.topics):
+                name = consumer_name(region, topic, partition)
+                try:
+                    ray.get_actor(name, namespace=NAMESPACE)  # alive or being restarted by Ray
+                    continue
+                except ValueError:  # never started, or dead for good
+                    pass
+                options = self.consumer_options(region, topic, partition, racks.get(leader))
+                self._handles[name] = remote_cls.options(**options).remote(
+                    region.cfg, topic, partition, self.model, self.dim, region.name,
+                    region.zone_label_key, {zone: rack for rack, zone in region.racks.items()})
+                started.append(name)
+                log.info("started %s", name)
         return started
 
     def consumers(self) -> dict[str, ray.actor.ActorHandle]:
@@ -105,14 +144,22 @@ class Supervisor:
                 self.reconcile()
             except Exception:
                 log.exception("supervisor pass failed; trying again in %.0f s", self.interval_s)
-                self._admin = None
+                self._close_admins()
+
+    def _close_admins(self) -> None:
+        for admin in self._admins.values():
+            try:
+                admin.close()
+            except Exception:
+                pass
+        self._admins.clear()
 
     def stop(self, timeout_s: float = 15.0) -> None:
         """Stop the loop and every consumer (each finishes its batch and closes its clients)."""
         self._stop.set()
         if self._thread:
             self._thread.join(timeout_s)
-        handles = list(self.consumers().values())
+        handles = list(self._handles.values())
         try:
             ray.get([h.stop.remote() for h in handles], timeout=timeout_s)
         except Exception:
@@ -120,6 +167,4 @@ class Supervisor:
         for h in handles:
             ray.kill(h, no_restart=True)
         self._handles.clear()
-        if self._admin is not None:
-            self._admin.close()
-            self._admin = None
+        self._close_admins()

@@ -238,7 +238,8 @@ def build_app(cfg: FreshvecConfig):
     """The bound application, with resources and autoscaling from the config."""
     emb, auto = cfg.embedding, cfg.embedding.autoscaling
     return Embedder.options(
-        ray_actor_options={"num_cpus": emb.num_cpus, "num_gpus": emb.num_gpus},
+        ray_actor_options={"num_cpus": emb.num_cpus, "num_gpus": emb.num_gpus,
+                           **({"label_selector": emb.label_selector} if emb.label_selector else {})},
         # Serve caps a batch at max_ongoing_requests: keep room for a full batch plus the next.
         max_ongoing_requests=2 * emb.max_batch_size,
         autoscaling_config={

@@ -35,7 +35,7 @@ def test_client_setting_overrides_merge_with_defaults():
     ({"kafka": {"topics": [""]}}, "kafka.topics: '' is not a valid Kafka topic name"),
     ({"kafka": {"topics": []}}, "kafka.topics:"),
     ({"weaviate": {"collection": "lower"}}, "weaviate.collection: 'lower' is not a Weaviate collection name"),
-    ({"pipeline": {"dlq_topic": "documents"}}, "pipeline.dlq_topic ('documents') must not be one of kafka.topics"),
+    ({"pipeline": {"dlq_topic": "documents"}}, "pipeline.dlq_topic ('documents') must not be one of the source topics"),
 ])
 def test_bad_values_fail_naming_the_key(data, message):
     with pytest.raises(ConfigError) as err:

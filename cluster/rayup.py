@@ -1,0 +1,112 @@
+"""`freshvec cluster-yaml`: a complete `ray up` config for one region, from the freshvec config.
+
+AWS and GCP providers launch a cluster in one cloud region, so each freshvec
+region is its own Ray cluster (its own head), next to its own brokers. Every
+worker node type carries the region's node label (sent by `ray up` to
+`ray start` as RAY_OVERRIDE_LABELS), which is what the consumers' label selectors
+match; GPU nodes get the label too, for region-pinned embedding replicas.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cluster.config import FreshvecConfig
+
+RAY_VERSION = "2.60.0"
+
+# Instance shapes per provider: head (control plane only), consumers (I/O), embedding on CPU and GPU.
+SHAPES = {
+    "aws": {
+        "head": {"InstanceType": "m6i.large"},
+        "consumer": {"InstanceType": "m6i.large"},
+        "embed-cpu": {"InstanceType": "c6i.4xlarge"},
+        "embed-gpu": {"InstanceType": "g5.xlarge"},
+    },
+    "gcp": {
+        "head": {"machineType": "n2-standard-2"},
+        "consumer": {"machineType": "n2-standard-2"},
+        "embed-cpu": {"machineType": "c2-standard-16"},
+        "embed-gpu": {"machineType": "g2-standard-4",
+                      "guestAccelerators": [{"acceleratorType": "nvidia-l4", "acceleratorCount": 1}],
+                      "scheduling": [{"onHostMaintenance": "TERMINATE"}]},
+    },
+}
+RESOURCES = {"head": {"CPU": 0}, "consumer": {"CPU": 2}, "embed-cpu": {"CPU": 16}, "embed-gpu": {"CPU": 4, "GPU": 1}}
+GCP_IMAGE = {"initializeParams": {"diskSizeGb": 100,
+                                  "sourceImage": "projects/deeplearning-platform-release/global/images/family/common-cu124"},
+             "boot": True, "autoDelete": True, "type": "PERSISTENT"}
+
+
+def _node_config(provider: str, kind: str) -> dict:
+    config = dict(SHAPES[provider][kind])
+    if provider == "aws":
+        config["BlockDeviceMappings"] = [{"DeviceName": "/dev/sda1", "Ebs": {"VolumeSize": 100, "VolumeType": "gp3"}}]
+    else:
+        config["disks"] = [GCP_IMAGE]
+    return config
+
+
+def cluster_yaml(cfg: FreshvecConfig, region: str, provider: str, cloud_region: str | None = None,
+                 project_id: str = "my-gcp-project") -> dict[str, Any]:
+    """The `ray up` config of one region. `cloud_region` defaults to the region's name."""
+    if region not in cfg.regions:
+        raise ValueError(f"region {region!r} is not in the config's regions: {sorted(cfg.regions)}")
+    if provider not in SHAPES:
+        raise ValueError(f"provider must be one of {sorted(SHAPES)}, got {provider!r}")
+    rc = cfg.regions[region]
+    labels = {rc.label_key: rc.label_value or region}
+    cloud_region = cloud_region or region
+    if provider == "aws":
+        provider_cfg = {"type": "aws", "region": cloud_region, "cache_stopped_nodes": False}
+    else:
+        provider_cfg = {"type": "gcp", "region": cloud_region, "availability_zone": f"{cloud_region}-a",
+                        "project_id": project_id}
+
+    def node_type(kind: str, min_workers: int, max_workers: int) -> dict:
+        return {"resources": RESOURCES[kind], "node_config": _node_config(provider, kind),
+                "min_workers": min_workers, "max_workers": max_workers, "labels": {**labels, "role": kind}}
+
+    label_flag = ",".join(f"{k}={v}" for k, v in labels.items())
+    return {
+        "cluster_name": f"freshvec-{region}",
+        "max_workers": 20,
+        "upscaling_speed": 1.0,
+        "idle_timeout_minutes": 10,
+        "provider": provider_cfg,
+        "auth": {"ssh_user": "ubuntu"},
+        "available_node_types": {
+            "ray.head.default": {"resources": RESOURCES["head"], "node_config": _node_config(provider, "head")},
+            "consumer": node_type("consumer", 1, 4),
+            "embed-cpu": node_type("embed-cpu", 1, 8),
+            "embed-gpu": node_type("embed-gpu", 0, 4),
+        },
+        "head_node_type": "ray.head.default",
+        # The project is copied to every node and installed there with its pinned dependencies.
+        "file_mounts": {"~/freshvec": "."},
+        "rsync_exclude": [".venv", ".run", "bench/results", "**/__pycache__"],
+        "setup_commands": [
+            "python3 -m pip install -q --upgrade pip",
+            "cd ~/freshvec && python3 -m pip install -q -r requirements.lock && python3 -m pip install -q --no-deps -e .",
+        ],
+        "head_setup_commands": [],
+        "worker_setup_commands": [],
+        "head_start_ray_commands": [
+            "ray stop",
+            "ulimit -n 65536; RAY_enable_autoscaler_v2=1 ray start --head --port=6379 --object-manager-port=8076 "
+            f"--autoscaling-config=~/ray_bootstrap_config.yaml --dashboard-host=0.0.0.0 --labels={label_flag}",
+        ],
+        "worker_start_ray_commands": [
+            "ray stop",
+            "ulimit -n 65536; ray start --address=$RAY_HEAD_IP:6379 --object-manager-port=8076",
+        ],
+    }
+
+
+def validate(config: dict) -> None:
+    """Ray's own offline check: its schema, the provider's defaults merged, no credentials needed."""
+    import copy
+
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    validate_config(prepare_config(copy.deepcopy(config)))
