@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup services-up services-down test run demo bench-freshness lock clean-state
+.PHONY: setup services-up services-down test run demo bench-freshness bench-serve lock clean-state
 
 ## setup: venv with pinned packages, Kafka jars, weaviate-server binary (idempotent, cached)
 setup:
@@ -31,6 +31,14 @@ demo: services-up
 ## bench-freshness: freshness and throughput, ours vs a naive pipeline -> bench/results/freshness.{json,png}
 bench-freshness: services-up
 	@$(PY) bench/freshness.py
+
+## bench-serve: raw model vs our HTTP endpoint vs Infinity -> bench/results/serve.{json,png}
+bench-serve: setup
+	@$(PY) bench/serve.py
+
+## chaos: faults (consumer, Serve replica, Weaviate, Kafka) while producing -> bench/results/chaos.json
+chaos: services-up
+	@$(PY) bench/chaos.py
 
 ## lock: re-resolve requirements.lock from pyproject.toml
 lock:

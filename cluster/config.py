@@ -7,11 +7,12 @@ of being silently ignored.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PositiveInt, SecretStr, ValidationError, field_validator, model_validator
 
 from cluster.errors import ConfigError
 
@@ -20,6 +21,12 @@ _Strict = ConfigDict(extra="forbid", frozen=True)
 # The seed article's latency settings: fetch as soon as one byte is there, send at once.
 CONSUMER_DEFAULTS: dict[str, Any] = {"fetch_min_bytes": 1, "fetch_max_wait_ms": 1}
 PRODUCER_DEFAULTS: dict[str, Any] = {"linger_ms": 0, "acks": 1, "compression_type": None, "enable_idempotence": False}
+
+
+def topic_name(topic: str) -> str:
+    if not topic or len(topic) > 249 or not all(c.isalnum() or c in "._-" for c in topic):
+        raise ValueError(f"{topic!r} is not a valid Kafka topic name (1-249 of [a-zA-Z0-9._-])")
+    return topic
 
 
 def _check_client_settings(settings: dict[str, Any], allowed: set[str], what: str) -> dict[str, Any]:
@@ -41,10 +48,7 @@ class KafkaConfig(BaseModel):
     @field_validator("topics")
     @classmethod
     def _topic_names(cls, topics: list[str]) -> list[str]:
-        for topic in topics:
-            if not topic or len(topic) > 249 or not all(c.isalnum() or c in "._-" for c in topic):
-                raise ValueError(f"{topic!r} is not a valid Kafka topic name (1-249 of [a-zA-Z0-9._-])")
-        return topics
+        return [topic_name(t) for t in topics]
 
     @field_validator("consumer")
     @classmethod
@@ -118,7 +122,7 @@ class PipelineConfig(BaseModel):
     model_config = _Strict
     max_batch_records: PositiveInt = 64
     max_batch_wait_ms: int = Field(5, ge=0)
-    dlq_topic: str = "documents.dlq"
+    dlq_topic: Annotated[str, AfterValidator(topic_name)] = "documents.dlq"
     max_text_bytes: PositiveInt = 32_768
     event: EventFormat = Field(default_factory=EventFormat)
     state_max_keys: PositiveInt = 20_000  # per partition; see actors/state.py
@@ -155,7 +159,7 @@ class RegionConfig(BaseModel):
 
     model_config = _Strict
     bootstrap_servers: list[str] = Field(min_length=1)
-    topics: list[str] | None = None  # default: kafka.topics
+    topics: list[Annotated[str, AfterValidator(topic_name)]] | None = None  # default: kafka.topics
     security: dict[str, Any] = Field(default_factory=dict)
     label_key: str = "region"
     label_value: str | None = None  # default: the region's name
@@ -208,16 +212,36 @@ class FreshvecConfig(BaseModel):
         return self
 
 
+SECRET_WORDS = ("password", "api_key", "secret", "token", "security")
+
+
 def _describe(exc: ValidationError) -> str:
     lines = []
     for err in exc.errors():
         key = ".".join(str(part) for part in err["loc"]) or "(top level)"
+        if any(word in key for word in SECRET_WORDS):  # never echo what might be a secret
+            lines.append(f"{key}: {err['msg'].removeprefix('Value error, ')}")
+            continue
         if err["type"] == "extra_forbidden":
             lines.append(f"{key}: unknown key")
         else:
             msg = err["msg"].removeprefix("Value error, ")
             lines.append(f"{key}: {msg} (got {err.get('input')!r})")
     return "; ".join(lines)
+
+
+def _expand_env(node: Any, path: str = "") -> Any:
+    """Replace every "${NAME}" string with the environment variable NAME: secrets stay out of the file."""
+    if isinstance(node, dict):
+        return {k: _expand_env(v, f"{path}.{k}" if path else str(k)) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_expand_env(v, f"{path}[{i}]") for i, v in enumerate(node)]
+    if isinstance(node, str) and node.startswith("${") and node.endswith("}"):
+        name = node[2:-1]
+        if name not in os.environ:
+            raise ConfigError(f"{path}: environment variable {name} is not set")
+        return os.environ[name]
+    return node
 
 
 def parse_config(data: dict[str, Any] | None, source: str = "config") -> FreshvecConfig:
@@ -238,4 +262,8 @@ def load_config(path: str | Path) -> FreshvecConfig:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     if data is not None and not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping, got {type(data).__name__}")
+    try:
+        data = _expand_env(data or {})
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     return parse_config(data, str(path))

@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 import numpy as np
 from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.security import HTTPBearer
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
@@ -107,18 +108,8 @@ async def _problem(request: Request, exc: ProblemError) -> JSONResponse:
     return JSONResponse(body, status_code=exc.status)
 
 
-def _bearer(request: Request) -> None:
-    """Checked on every route but /healthz when http.api_key is set."""
-    key = request.app.state.api_key
-    if key is None:
-        return
-    header = request.headers.get("authorization", "")
-    if header != f"Bearer {key}":
-        raise HTTPException(401, "missing or wrong API key: send 'Authorization: Bearer <key>'",
-                            headers={"WWW-Authenticate": "Bearer"})
-
-
-AUTH = [Depends(_bearer)]
+# Declares the bearer scheme in the OpenAPI document; the key itself is checked by `_authorize`.
+AUTH = [Depends(HTTPBearer(auto_error=False, description="http.api_key, when the config sets one"))]
 
 
 @serve.deployment(name=DEPLOYMENT_NAME)
@@ -128,10 +119,16 @@ class Embedder(EmbeddingModel):
         super().__init__(cfg.embedding)
         self.cfg = cfg
         self.http = cfg.http
-        api.state.api_key = cfg.http.api_key.get_secret_value() if cfg.http.api_key else None
+        self._api_key = cfg.http.api_key.get_secret_value() if cfg.http.api_key else None
         self._weaviate = None
 
-    # --- input checks shared by the routes -----------------------------------------
+    # --- checks shared by the routes ------------------------------------------------
+    def _authorize(self, request: Request) -> None:
+        """Every route but /healthz needs the bearer key when http.api_key is set."""
+        if self._api_key is not None and request.headers.get("authorization") != f"Bearer {self._api_key}":
+            raise HTTPException(401, "missing or wrong API key: send 'Authorization: Bearer <key>'",
+                                headers={"WWW-Authenticate": "Bearer"})
+
     def _checked(self, texts: list[str], field: str) -> list[str]:
         if not texts:
             raise ProblemError(400, f"{field} is empty: give at least one text", field)
@@ -152,14 +149,16 @@ class Embedder(EmbeddingModel):
 
     # --- routes ---------------------------------------------------------------------
     @api.post("/embed", response_model=EmbedResponse, dependencies=AUTH)
-    async def embed_route(self, body: EmbedRequest) -> EmbedResponse:
+    async def embed_route(self, body: EmbedRequest, request: Request) -> EmbedResponse:
         """Embed texts: normalized float32 vectors, truncated at the model's max sequence length."""
+        self._authorize(request)
         vectors = await self.embed(self._checked(body.texts, "texts"))
         return EmbedResponse(model=self.model_name, dim=self.dim, embeddings=vectors.tolist())
 
     @api.post("/v1/embeddings", response_model=OpenAIEmbeddingsResponse, dependencies=AUTH)
-    async def openai_embeddings(self, body: OpenAIEmbeddingsRequest) -> OpenAIEmbeddingsResponse:
+    async def openai_embeddings(self, body: OpenAIEmbeddingsRequest, request: Request) -> OpenAIEmbeddingsResponse:
         """OpenAI-compatible embeddings: point an OpenAI client's base_url at this server."""
+        self._authorize(request)
         if body.dimensions is not None:
             raise ProblemError(400, f"dimensions is not supported: {self.model_name} always returns {self.dim}",
                                "dimensions")
@@ -178,10 +177,11 @@ class Embedder(EmbeddingModel):
             model=self.model_name, usage=OpenAIUsage(prompt_tokens=tokens, total_tokens=tokens))
 
     @api.post("/search", response_model=SearchResponse, dependencies=AUTH)
-    async def search(self, body: SearchRequest) -> SearchResponse:
+    async def search(self, body: SearchRequest, request: Request) -> SearchResponse:
         """The k documents nearest to the query, optionally filtered on metadata equality."""
         import asyncio
 
+        self._authorize(request)
         if body.k > self.http.max_k:
             raise ProblemError(413, f"k is {body.k}; the limit is {self.http.max_k}", "k")
         (vector,) = await self.embed(self._checked([body.query], "query"))
@@ -197,10 +197,11 @@ class Embedder(EmbeddingModel):
         return {"status": "ok"}
 
     @api.get("/readyz", dependencies=AUTH)
-    async def readyz(self) -> JSONResponse:
+    async def readyz(self, request: Request) -> JSONResponse:
         """Ready: the model is loaded and Weaviate answers."""
         import asyncio
 
+        self._authorize(request)
         try:
             weaviate_ok = await asyncio.to_thread(lambda: self._client().is_ready())
         except Exception:

@@ -20,6 +20,7 @@ def wait_until(condition, timeout: float, what: str, interval: float = 0.25):
 
 
 SERVE_PORT = 18000
+API_KEY = "test-key-123"  # the HTTP routes need it as a bearer token
 SERVE_COLLECTION = f"ItServe{uuid.uuid4().hex[:8]}"  # what the HTTP /search route reads
 
 
@@ -27,7 +28,7 @@ SERVE_COLLECTION = f"ItServe{uuid.uuid4().hex[:8]}"  # what the HTTP /search rou
 def serve_config():
     from cluster.config import parse_config
 
-    return parse_config({"http": {"port": SERVE_PORT, "max_texts": 64, "max_k": 50},
+    return parse_config({"http": {"port": SERVE_PORT, "max_texts": 64, "max_k": 50, "api_key": API_KEY},
                          "embedding": {"torch_threads": 2}, "weaviate": {"collection": SERVE_COLLECTION}})
 
 
@@ -142,7 +143,9 @@ def make_env(serve_app):
     def make(partitions: int = 4, collection: str | None = None, **pipeline) -> Env:
         suffix = uuid.uuid4().hex[:10]
         cfg = parse_config({
-            "kafka": {"topics": [f"it-{suffix}"], "group_id": f"it-{suffix}", "partitions_if_created": partitions},
+            # fetch_max_wait_ms 100 (not the seed's 1): same latency, no busy re-fetching on 2 cores.
+            "kafka": {"topics": [f"it-{suffix}"], "group_id": f"it-{suffix}", "partitions_if_created": partitions,
+                      "consumer": {"fetch_max_wait_ms": 100}},
             "weaviate": {"collection": collection or f"It{suffix}"},
             "pipeline": {"dlq_topic": f"it-{suffix}.dlq", **pipeline},
         })

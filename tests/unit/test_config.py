@@ -53,3 +53,26 @@ def test_yaml_problems_name_the_file(tmp_path):
         load_config(path)
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "missing.yaml")
+
+
+def test_secrets_come_from_the_environment_and_are_never_echoed(tmp_path, monkeypatch):
+    path = tmp_path / "secret.yaml"
+    path.write_text(
+        "weaviate: {api_key: '${FV_TEST_WEAVIATE_KEY}'}\n"
+        "regions:\n  us:\n    bootstrap_servers: ['h:9094']\n"
+        "    security: {security_protocol: SASL_SSL, sasl_plain_username: u, sasl_plain_password: '${FV_TEST_PW}'}\n")
+    monkeypatch.delenv("FV_TEST_WEAVIATE_KEY", raising=False)
+    with pytest.raises(ConfigError, match=r"weaviate.api_key: environment variable FV_TEST_WEAVIATE_KEY is not set"):
+        load_config(path)
+    monkeypatch.setenv("FV_TEST_WEAVIATE_KEY", "wv-s3cret")
+    monkeypatch.setenv("FV_TEST_PW", "kafka-s3cret")
+    cfg = load_config(path)
+    assert cfg.weaviate.api_key.get_secret_value() == "wv-s3cret"
+    assert "wv-s3cret" not in repr(cfg) and "wv-s3cret" not in str(cfg.model_dump())
+    assert cfg.for_region("us").kafka.consumer["sasl_plain_password"] == "kafka-s3cret"
+
+    # A bad value next to a secret: the error names the key but does not print the secret.
+    with pytest.raises(ConfigError) as err:
+        parse_config({"regions": {"us": {"bootstrap_servers": ["h:1"],
+                                         "security": {"sasl_plain_password": "kafka-s3cret", "oops": 1}}}})
+    assert "regions.us.security" in str(err.value) and "kafka-s3cret" not in str(err.value)

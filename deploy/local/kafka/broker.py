@@ -74,6 +74,8 @@ class KafkaBroker:
             "share.coordinator.state.topic.min.isr": "1",
             # The default 3 s delay would stall every new consumer group in tests.
             "group.initial.rebalance.delay.ms": "0",
+            # Accept records up to 16 MB, so oversized events reach the pipeline (and its DLQ) in tests.
+            "message.max.bytes": str(16 * 1024 * 1024),
         }
         props.update(self.extra_properties)
         return props

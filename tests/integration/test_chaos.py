@@ -1,0 +1,18 @@
+"""A short chaos run (make chaos runs the long one): every fault, then exactly the live keys."""
+
+from __future__ import annotations
+
+import pytest
+
+pytestmark = pytest.mark.timeout(600)
+
+
+def test_short_chaos_run_loses_duplicates_and_leaves_stale_nothing(serve_app, weaviate_server, kafka):
+    from bench.chaos import run
+
+    out = run(duration_s=40, rate=30, keys=60, pause_s=3, outage_s=3)
+    assert [f["name"] for f in out["faults"]] == [
+        "kill consumer actor", "kill serve replica", "restart weaviate", "restart kafka broker"]
+    assert out["expected"] > 20
+    assert (out["lost"], out["duplicate"], out["stale"]) == (0, 0, 0), out
+    assert out["found"] == out["expected"]
