@@ -36,6 +36,10 @@ class KafkaBroker:
     node_id: int = 1
     # Extra server.properties lines, e.g. a SASL_SSL listener for the security tests.
     extra_properties: dict[str, str] = field(default_factory=dict)
+    # Extra listeners as name -> port (their security protocol is the name), e.g. {"SASL_SSL": 9094}.
+    extra_listeners: dict[str, int] = field(default_factory=dict)
+    # Extra `kafka-storage format` arguments, e.g. --add-scram for SCRAM users (first start only).
+    format_args: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.state_dir = Path(self.state_dir)
@@ -55,7 +59,10 @@ class KafkaBroker:
         return self.state_dir / "data"
 
     def properties(self) -> dict[str, str]:
-        listeners = f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}"
+        listeners = ",".join([f"PLAINTEXT://127.0.0.1:{self.port}", f"CONTROLLER://127.0.0.1:{self.controller_port}",
+                              *(f"{name}://127.0.0.1:{port}" for name, port in self.extra_listeners.items())])
+        protocols = ",".join(["CONTROLLER:PLAINTEXT", "PLAINTEXT:PLAINTEXT",
+                              *(f"{name}:{name}" for name in self.extra_listeners)])
         props = {
             "process.roles": "broker,controller",
             "node.id": str(self.node_id),
@@ -64,7 +71,7 @@ class KafkaBroker:
             "advertised.listeners": listeners,
             "inter.broker.listener.name": "PLAINTEXT",
             "controller.listener.names": "CONTROLLER",
-            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            "listener.security.protocol.map": protocols,
             "log.dirs": str(self.data_dir),
             "num.partitions": "1",
             "offsets.topic.replication.factor": "1",
@@ -100,7 +107,7 @@ class KafkaBroker:
             cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
             subprocess.run(
                 [*java, "-Xmx256M", "-cp", classpath, "kafka.tools.StorageTool", "format",
-                 "--standalone", "-t", cluster_id, "-c", str(config)],
+                 "--standalone", "-t", cluster_id, "-c", str(config), *self.format_args],
                 check=True, capture_output=True, text=True,
             )
         self.process.spawn([*java, *JVM_FLAGS, "-cp", classpath, "kafka.Kafka", str(config)])
