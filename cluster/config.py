@@ -170,10 +170,7 @@ class RegionConfig(BaseModel):
     @field_validator("security")
     @classmethod
     def _security(cls, settings: dict[str, Any]) -> dict[str, Any]:
-        unknown = sorted(set(settings) - SECURITY_KEYS)
-        if unknown:
-            raise ValueError(f"unknown security setting(s): {', '.join(unknown)}; allowed: {sorted(SECURITY_KEYS)}")
-        return settings
+        return _check_client_settings(settings, SECURITY_KEYS, "security")
 
 
 class FreshvecConfig(BaseModel):
