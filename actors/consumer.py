@@ -10,6 +10,7 @@ idempotent writes make a replay harmless: no loss, no duplicates.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections import deque
@@ -29,6 +30,14 @@ from cluster.errors import EmbedError, TransientError
 log = logging.getLogger("freshvec.consumer")
 
 POLL_TIMEOUT_MS = 100
+
+
+def _rss_mb() -> float:
+    """Resident memory of this process, for the backpressure bound (see README)."""
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
 
 
 def actor_name(topic: str, partition: int) -> str:
@@ -57,6 +66,7 @@ class PartitionConsumer:
         self.client_rack = (zone_racks or {}).get(zone)
         self.metrics = PipelineMetrics(self.region, topic, partition)
         self.lag: int | None = None
+        self._position = None  # (consumer, partition) of the current session, for lag updates
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=actor_name(topic, partition), daemon=True)
         self._thread.start()
@@ -68,7 +78,7 @@ class PartitionConsumer:
             "topic": self.topic, "partition": self.partition, "state": self.state, "region": self.region,
             "node_id": ctx.get_node_id(), "labels": ctx.get_node_labels(),
             "committed": self.committed, "lag": self.lag, **self.counters, **self.freshness.percentiles(),
-            "throughput_eps": self.freshness.rate(),
+            "throughput_eps": self.freshness.rate(), "pid": os.getpid(), "rss_mb": _rss_mb(),
             "seconds": dict(self.seconds),
         }
 
@@ -110,10 +120,17 @@ class PartitionConsumer:
         sink = WeaviateSink(self.cfg.weaviate, self.model, self.dim)
         try:
             consumer.assign([tp])  # one partition, no group rebalancing; offsets still commit to the group
+            self._position = (consumer, tp)
             self.committed = consumer.committed(tp)
             if self.committed is not None:
                 consumer.seek(tp, self.committed)
             handle = serve.get_deployment_handle(DEPLOYMENT_NAME, app_name=APP_NAME)
+            # Warm up before the first record: the first handle call and the first Weaviate call set up
+            # routers and connections (seconds on a busy box), which would otherwise land on real events.
+            self.state = "warming up"
+            self._retry(self._embed, handle, ["warm-up"], target="serve")
+            self._retry(sink.open, target="weaviate")
+            self._retry(sink.ping, target="weaviate")
             self.state = "running"
             last_log = last_lag = 0.0
             while not self._stop.is_set():
@@ -136,6 +153,7 @@ class PartitionConsumer:
                     self._log_freshness()
                     last_log = time.monotonic()
         finally:
+            self._position = None
             self.state = "stopped" if self._stop.is_set() else self.state
             consumer.close(autocommit=False)
             dlq.close(timeout=5)
@@ -254,6 +272,8 @@ class PartitionConsumer:
                 raise wrap(f"{getattr(fn, '__name__', fn)} failed: {exc}") from exc
 
         def before_sleep(retry_state) -> None:
+            if self._position is not None:  # keep lag current while paused: the backlog grows in Kafka
+                self._update_lag(*self._position)
             self.counters["retries"] += 1
             self.metrics.retry(target)
             self.state = "retrying"

@@ -67,6 +67,11 @@ class WeaviateSink:
             self.client = connect(self.cfg)
             self.client.connect() if not self.client.is_connected() else None
 
+    def ping(self) -> None:
+        """One cheap gRPC round trip, to open the channel before the first write."""
+        with weaviate_errors("ping"):
+            self.collection.query.fetch_objects(limit=1, return_properties=[])
+
     def close(self) -> None:
         if self.client is not None:
             self.client.close()

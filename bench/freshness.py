@@ -122,8 +122,15 @@ class Ours:
         from cluster.pipeline import start_pipeline
 
         self.cfg = cfg
+        import ray
+
         self.supervisor = start_pipeline(cfg, MODEL_INFO)
-        time.sleep(3)  # consumers connect before the clock starts
+        deadline = time.monotonic() + 120  # consumers connected and warmed up before the clock starts
+        while time.monotonic() < deadline:
+            states = [ray.get(h.stats.remote())["state"] for h in self.supervisor.consumers().values()]
+            if states and all(s == "running" for s in states):
+                break
+            time.sleep(0.5)
 
     def drain(self) -> list[float]:
         import ray
