@@ -55,7 +55,6 @@ class PartitionConsumer:
         self.state = "starting"
         self.counters = dict(consumed=0, upserted=0, deleted=0, skipped_unchanged=0, dead_lettered=0,
                              embedded=0, retries=0, batches=0)
-        self.seconds = dict(poll=0.0, embed=0.0, write=0.0, commit=0.0)  # time spent per stage
         self.committed: int | None = None
         self.freshness = FreshnessWindow(window_s=60.0)
         self._recent: deque[float] = deque(maxlen=200_000)  # latencies for `drain_latencies`
@@ -79,7 +78,6 @@ class PartitionConsumer:
             "node_id": ctx.get_node_id(), "labels": ctx.get_node_labels(),
             "committed": self.committed, "lag": self.lag, **self.counters, **self.freshness.percentiles(),
             "throughput_eps": self.freshness.rate(), "pid": os.getpid(), "rss_mb": _rss_mb(),
-            "seconds": dict(self.seconds),
         }
 
     def drain_latencies(self) -> list[float]:
@@ -134,17 +132,12 @@ class PartitionConsumer:
             self.state = "running"
             last_log = last_lag = 0.0
             while not self._stop.is_set():
-                t0 = time.perf_counter()
                 records = self._next_batch(consumer, tp)
                 if records:
-                    t1 = time.perf_counter()
-                    self.seconds["poll"] += t1 - t0
                     self._process(records, handle, sink, dlq)
                     offset = records[-1].offset + 1
-                    t2 = time.perf_counter()
                     self._retry(consumer.commit, {tp: OffsetAndMetadata(offset, "", -1)}, wrap=TransientError,
                                 target="kafka")
-                    self.seconds["commit"] += time.perf_counter() - t2
                     self.committed = offset
                 if time.monotonic() - last_lag >= 1.0:
                     self._update_lag(consumer, tp)
@@ -199,14 +192,12 @@ class PartitionConsumer:
         t0 = time.perf_counter()
         vectors = self._retry(self._embed, handle, [u.text for u in to_embed], target="serve") if to_embed else []
         t1 = time.perf_counter()
-        self.seconds["embed"] += t1 - t0
         if to_embed:
             self.metrics.stage("embed", len(to_embed), t1 - t0)
         fresh = dict(zip((u.key for u in to_embed), vectors))
         items = [Embedded(u, cached[u.key] if cached[u.key] is not None else fresh[u.key]) for u in upserts]
 
         self._retry(sink.write, items, deletes, target="weaviate")
-        self.seconds["write"] += time.perf_counter() - t1
         self.metrics.stage("upsert", len(items) + len(deletes), time.perf_counter() - t1)
         ack_ms = time.time() * 1000
         latencies = [ack_ms - r.timestamp for r, op in zip(records, ops) if not isinstance(op, Rejected)]

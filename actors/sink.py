@@ -65,7 +65,6 @@ class WeaviateSink:
     def open(self) -> None:
         with weaviate_errors("connect"):
             self.client = connect(self.cfg)
-            self.client.connect() if not self.client.is_connected() else None
 
     def ping(self) -> None:
         """One cheap gRPC round trip, to open the channel before the first write."""

@@ -49,22 +49,17 @@ def cmd_produce(args) -> None:
     print(f"sent {sent} events to {args.topic or cfg.kafka.topics[0]}")
 
 
-def _status_line(supervisor) -> str:
-    import numpy as np
-    import ray
+def _status_line(cfg: FreshvecConfig) -> str:
+    from cluster import status
 
-    stats = []
-    for handle in supervisor.consumers().values():
-        try:
-            stats.append(ray.get(handle.stats.remote(), timeout=5))
-        except Exception:
-            pass
-    consumed = sum(s["consumed"] for s in stats)
-    p50 = [s["p50_ms"] for s in stats if s["p50_ms"] is not None]
-    p99 = [s["p99_ms"] for s in stats if s["p99_ms"] is not None]
-    fresh = f"freshness p50 {np.median(p50):.1f} ms, p99 {max(p99):.1f} ms (last 60 s)" if p50 else "no events in 60 s"
-    return (f"{len(stats)} consumers, {consumed} consumed, {sum(s['dead_lettered'] for s in stats)} dead-lettered, "
-            f"{sum(s['retries'] for s in stats)} retries; {fresh}")
+    t = status.collect(cfg)["totals"]
+
+    def ms(v):
+        return "-" if v is None else f"{v:.1f} ms"
+
+    return (f"{t['live']}/{t['consumers']} consumers, lag {t['lag']}, {t['throughput_eps']:.1f} ev/s, "
+            f"{t['dlq']} dead-lettered; freshness p50 {ms(t['freshness_p50_ms'])}, p99 {ms(t['freshness_p99_ms'])} "
+            "(last minute)")
 
 
 def cmd_run(args) -> None:
@@ -89,7 +84,7 @@ def cmd_run(args) -> None:
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     try:
         while not stopping.wait(args.status_interval):
-            print(f"[{time.strftime('%H:%M:%S')}] {_status_line(supervisor)}", flush=True)
+            print(f"[{time.strftime('%H:%M:%S')}] {_status_line(cfg)}", flush=True)
     except KeyboardInterrupt:
         pass
     print("freshvec: stopping (finishing in-flight batches) ...", flush=True)
