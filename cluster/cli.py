@@ -11,6 +11,7 @@ import threading
 import time
 from pathlib import Path
 
+from cluster import ray_env
 from cluster.config import ConfigError, FreshvecConfig, load_config
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "deploy" / "local" / "freshvec.yaml"
@@ -29,6 +30,7 @@ def init_ray(dashboard: bool = True) -> None:
         ray.init(address=os.environ["RAY_ADDRESS"], namespace="freshvec")
     else:
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a loopback-only dev cluster
+        ray_env.apply()
         ray.init(include_dashboard=dashboard, dashboard_host="127.0.0.1", namespace="freshvec")
 
 

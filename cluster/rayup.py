@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from cluster import ray_env
 from cluster.config import FreshvecConfig
 
 RAY_VERSION = "2.60.0"
@@ -93,12 +94,12 @@ def cluster_yaml(cfg: FreshvecConfig, region: str, provider: str, cloud_region: 
         "worker_setup_commands": [],
         "head_start_ray_commands": [
             "ray stop",
-            "ulimit -n 65536; RAY_enable_autoscaler_v2=1 ray start --head --port=6379 --object-manager-port=8076 "
+            f"ulimit -n 65536; RAY_enable_autoscaler_v2=1 {ray_env.shell_prefix()} ray start --head --port=6379 --object-manager-port=8076 "
             f"--autoscaling-config=~/ray_bootstrap_config.yaml --dashboard-host=0.0.0.0 --labels={label_flag}",
         ],
         "worker_start_ray_commands": [
             "ray stop",
-            "ulimit -n 65536; ray start --address=$RAY_HEAD_IP:6379 --object-manager-port=8076",
+            f"ulimit -n 65536; {ray_env.shell_prefix()} ray start --address=$RAY_HEAD_IP:6379 --object-manager-port=8076",
         ],
     }
 

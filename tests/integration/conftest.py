@@ -29,7 +29,7 @@ def serve_config():
     from cluster.config import parse_config
 
     return parse_config({"http": {"port": SERVE_PORT, "max_texts": 64, "max_k": 50, "api_key": API_KEY},
-                         "embedding": {"torch_threads": 2}, "weaviate": {"collection": SERVE_COLLECTION}})
+                         "embedding": {"threads": 2}, "weaviate": {"collection": SERVE_COLLECTION}})
 
 
 @pytest.fixture(scope="module")

@@ -66,7 +66,7 @@ def serve_config():
 
     # The embedder stays on the head (role=embed), so removing region nodes never takes it away.
     return parse_config({"http": {"port": _free_port()},
-                         "embedding": {"torch_threads": 2, "num_cpus": 1, "label_selector": {"role": "embed"}}})
+                         "embedding": {"threads": 2, "num_cpus": 1, "label_selector": {"role": "embed"}}})
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 
 import pytest
 
-from serve.embedder import pick_device
+from serve.embedder import pick_backend, pick_device
 
 
 def test_auto_uses_cuda_only_with_an_assigned_gpu():
@@ -17,3 +17,14 @@ def test_cpu_stays_cpu_even_with_a_gpu():
 def test_cuda_without_an_assigned_gpu_says_how_to_fix_it():
     with pytest.raises(RuntimeError, match="set embedding.num_gpus > 0"):
         pick_device("cuda", [])
+
+
+def test_auto_backend_is_onnx_on_cpu_and_torch_on_cuda():
+    assert pick_backend("auto", "cpu") == "onnx"
+    assert pick_backend("auto", "cuda") == "torch"
+    assert pick_backend("torch", "cpu") == "torch"
+
+
+def test_onnx_on_cuda_is_refused_with_the_fix():
+    with pytest.raises(RuntimeError, match="use 'torch' or 'auto'"):
+        pick_backend("onnx", "cuda")
