@@ -129,6 +129,7 @@ class PartitionConsumer:
             self._retry(self._embed, handle, ["warm-up"], target="serve")
             self._retry(sink.open, target="weaviate")
             self._retry(sink.ping, target="weaviate")
+            self._retry(consumer.position, tp, wrap=TransientError, target="kafka")  # the start offset, now
             self.state = "running"
             last_log = last_lag = 0.0
             while not self._stop.is_set():
@@ -252,6 +253,8 @@ class PartitionConsumer:
 
     def _retry(self, fn, *args, wrap: type[Exception] | None = None, target: str = "kafka"):
         """Call fn until it succeeds or the actor stops; retriable errors back off, others raise."""
+        state = self.state  # restored after a retry, so a warm-up step does not report "running"
+
         def call():
             try:
                 return fn(*args)
@@ -278,7 +281,7 @@ class PartitionConsumer:
         ):
             with attempt:
                 result = call()
-        self.state = "running"
+        self.state = state
         return result
 
     def _log_freshness(self) -> None:

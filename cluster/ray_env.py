@@ -1,10 +1,11 @@
-"""Ray Serve's high-throughput mode: environment variables read when Serve's processes start.
+"""Ray settings for a latency-bound pipeline: environment variables read when Ray's processes start.
 
-Serve reads them in its controller, proxies and replicas, so they belong in the environment of
-`ray start` (the ray up YAMLs put them there) or of the process whose `ray.init` starts a local
-cluster (`freshvec run`, the tests, the benchmarks call `apply`). A driver joining a running
-cluster cannot change them. On the 2-core machine they took one HTTP embedding from 33 to about
-12 ms and doubled the throughput of small requests (bench/results/serve.json).
+Ray reads them in the raylet, Serve in its controller, proxies and replicas, so they belong in the
+environment of `ray start` (the ray up YAMLs put them there) or of the process whose `ray.init`
+starts a local cluster (`freshvec run`, the tests, the benchmarks call `apply`). A driver joining a
+running cluster cannot change them. On the 2-core machine Serve's settings took one HTTP embedding from
+33 to about 8 ms (bench/results/serve.json) and the worker niceness took freshness p50 from 27 to
+20 ms at 50 events/s (bench/results/freshness.json).
 """
 
 from __future__ import annotations
@@ -12,7 +13,10 @@ from __future__ import annotations
 import os
 from collections.abc import MutableMapping
 
-SERVE_ENV = {
+ENV = {
+    # Ray starts its workers at niceness 15, below Kafka and Weaviate on the same node: under load
+    # the consumers and the embedder then wait for the brokers' spare CPU, and events queue.
+    "RAY_worker_niceness": "0",
     # gRPC between handles and replicas, each ingress replica serving HTTP itself (direct ingress),
     # user code on the replica's own event loop, garbage collector frozen after start-up.
     "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
@@ -26,10 +30,10 @@ SERVE_ENV = {
 
 def apply(environ: MutableMapping[str, str] = os.environ) -> None:
     """Set what the caller has not set already, before Ray starts."""
-    for key, value in SERVE_ENV.items():
+    for key, value in ENV.items():
         environ.setdefault(key, value)
 
 
 def shell_prefix() -> str:
     """`KEY=value ...` for the front of a `ray start` command line."""
-    return " ".join(f"{key}={value}" for key, value in SERVE_ENV.items())
+    return " ".join(f"{key}={value}" for key, value in ENV.items())

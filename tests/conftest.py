@@ -18,7 +18,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
-ray_env.apply()  # the Serve settings `freshvec run` starts Ray with
+ray_env.apply()  # the settings `freshvec run` starts Ray with
 
 import pytest
 
