@@ -63,7 +63,9 @@ class EmbeddingModel:
 
     def encode(self, texts: list[str]) -> np.ndarray:
         """Normalized float32 vectors; texts past the model's max sequence length are truncated."""
-        vectors = self.model.encode(texts, batch_size=len(texts), normalize_embeddings=True,
+        # Chunks of 32 after sentence-transformers' length sort pad less than one long batch
+        # (256 texts: 381 -> 404 texts/s on ONNX); small batches are unaffected.
+        vectors = self.model.encode(texts, batch_size=32, normalize_embeddings=True,
                                     convert_to_numpy=True, show_progress_bar=False)
         return vectors.astype(np.float32, copy=False)
 
