@@ -3,9 +3,9 @@
 Ray reads them in the raylet, Serve in its controller, proxies and replicas, so they belong in the
 environment of `ray start` (the ray up YAMLs put them there) or of the process whose `ray.init`
 starts a local cluster (`freshvec run`, the tests, the benchmarks call `apply`). A driver joining a
-running cluster cannot change them. On the 2-core machine Serve's settings took one HTTP embedding from
-33 to about 8 ms (bench/results/serve.json) and the worker niceness took freshness p50 from 27 to
-20 ms at 50 events/s (bench/results/freshness.json).
+running cluster cannot change them. On the 2-core machine Serve's settings (with the ONNX backend)
+took one HTTP embedding from 33 to about 8 ms (bench/results/serve.json), and the worker niceness
+took freshness p50 from 27 to 20 ms at 50 events/s.
 """
 
 from __future__ import annotations

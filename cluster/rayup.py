@@ -94,12 +94,13 @@ def cluster_yaml(cfg: FreshvecConfig, region: str, provider: str, cloud_region: 
         "worker_setup_commands": [],
         "head_start_ray_commands": [
             "ray stop",
-            f"ulimit -n 65536; RAY_enable_autoscaler_v2=1 {ray_env.shell_prefix()} ray start --head --port=6379 --object-manager-port=8076 "
-            f"--autoscaling-config=~/ray_bootstrap_config.yaml --dashboard-host=0.0.0.0 --labels={label_flag}",
+            f"ulimit -n 65536; RAY_enable_autoscaler_v2=1 {ray_env.shell_prefix()} ray start --head --port=6379 "
+            f"--object-manager-port=8076 --autoscaling-config=~/ray_bootstrap_config.yaml --dashboard-host=0.0.0.0 --labels={label_flag}",
         ],
         "worker_start_ray_commands": [
             "ray stop",
-            f"ulimit -n 65536; {ray_env.shell_prefix()} ray start --address=$RAY_HEAD_IP:6379 --object-manager-port=8076",
+            f"ulimit -n 65536; {ray_env.shell_prefix()} ray start --address=$RAY_HEAD_IP:6379 "
+            "--object-manager-port=8076",
         ],
     }
 
