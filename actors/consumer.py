@@ -34,9 +34,10 @@ POLL_TIMEOUT_MS = 100
 
 def _rss_mb() -> float:
     """Resident memory of this process, for the backpressure bound (see README)."""
-    for line in open("/proc/self/status"):
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
     return 0.0
 
 

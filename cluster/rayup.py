@@ -95,7 +95,8 @@ def cluster_yaml(cfg: FreshvecConfig, region: str, provider: str, cloud_region: 
         "head_start_ray_commands": [
             "ray stop",
             f"ulimit -n 65536; RAY_enable_autoscaler_v2=1 {ray_env.shell_prefix()} ray start --head --port=6379 "
-            f"--object-manager-port=8076 --autoscaling-config=~/ray_bootstrap_config.yaml --dashboard-host=0.0.0.0 --labels={label_flag}",
+            "--object-manager-port=8076 --autoscaling-config=~/ray_bootstrap_config.yaml --dashboard-host=0.0.0.0 "
+            f"--labels={label_flag}",
         ],
         "worker_start_ray_commands": [
             "ray stop",
