@@ -91,7 +91,9 @@ class EmbeddingConfig(BaseModel):
     batch_wait_timeout_s: float = Field(0.0, ge=0)
     num_cpus: float = Field(1.0, gt=0)  # per replica
     num_gpus: float = Field(0.0, ge=0)  # per replica; > 0 asks Ray for GPU nodes
-    threads: PositiveInt | None = None  # the backend's intra-op threads; None: as many as the replica's CPUs
+    # CPU threads for the model; None: as many as the replica's CPUs. ONNX runs that many single-threaded
+    # forward passes side by side, each on a share of the batch; torch uses them as intra-op threads.
+    threads: PositiveInt | None = None
     # Ray node labels the replicas must run on, e.g. {region: us-east-1} to pin them to a region.
     label_selector: dict[str, str] = Field(default_factory=dict)
     autoscaling: AutoscalingConfig = Field(default_factory=AutoscalingConfig)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from ray import serve
@@ -50,10 +51,16 @@ class EmbeddingModel:
         self.device = pick_device(cfg.device, ray.get_gpu_ids())
         self.backend = pick_backend(cfg.backend, self.device)
         threads = cfg.threads or max(1, math.ceil(cfg.num_cpus))
+        # ONNX on CPU: `threads` single-threaded forward passes side by side, each on a share of the
+        # batch. Small batches barely gain from intra-op threads (MiniLM, 16 texts: 2 threads 327/s,
+        # 2 single-threaded passes 410/s), and parallel passes need no hand-off between cores.
+        self._streams = threads if self.backend == "onnx" else 1
+        self._pool = ThreadPoolExecutor(self._streams, "encode") if self._streams > 1 else None
         if self.device == "cpu":
-            torch.set_num_threads(threads)
+            torch.set_num_threads(1 if self._pool else threads)
         self.model_name = cfg.model
-        self.model = load_sentence_transformer(cfg.model, device=self.device, backend=self.backend, threads=threads)
+        self.model = load_sentence_transformer(cfg.model, device=self.device, backend=self.backend,
+                                               threads=1 if self._pool else threads)
         if self.device == "cuda":
             self.model.half()
         self.dim = self.model.get_embedding_dimension()
@@ -63,6 +70,19 @@ class EmbeddingModel:
 
     def encode(self, texts: list[str]) -> np.ndarray:
         """Normalized float32 vectors; texts past the model's max sequence length are truncated."""
+        streams = min(self._streams, len(texts))
+        if streams < 2:
+            return self._encode(texts)
+        # Deal the texts out by length, so every pass pads alike and they finish together.
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        shares = [order[k::streams] for k in range(streams)]
+        parts = self._pool.map(self._encode, [[texts[i] for i in share] for share in shares])
+        vectors = np.empty((len(texts), self.dim), dtype=np.float32)
+        for share, part in zip(shares, parts):
+            vectors[share] = part
+        return vectors
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
         # Chunks of 32 after sentence-transformers' length sort pad less than one long batch
         # (256 texts: 381 -> 404 texts/s on ONNX); small batches are unaffected.
         vectors = self.model.encode(texts, batch_size=32, normalize_embeddings=True,

@@ -43,6 +43,15 @@ def test_embed_matches_the_in_process_model(http, reference_model):
     assert (np.sum(got * want, axis=1) > 0.999).all()
 
 
+def test_vectors_come_back_in_request_order_from_parallel_passes(http, reference_model):
+    """With threads: 2 the replica splits a batch by text length across two forward passes;
+    every vector must still land at its text's position."""
+    texts = [" ".join(["word"] * n) + f" {n}" for n in (40, 1, 25, 3, 60, 2, 12, 7, 33)]
+    got = np.asarray(http.post("/embed", json={"texts": texts}).json()["embeddings"], dtype=np.float32)
+    want = reference_model.encode(texts, normalize_embeddings=True)
+    np.testing.assert_allclose(got, want, atol=1e-5)
+
+
 def test_long_text_is_truncated_at_the_max_sequence_length(http, reference_model):
     long = " ".join(["word"] * 2000)  # far past 256 tokens, under the byte limit
     got = np.asarray(http.post("/embed", json={"texts": [long]}).json()["embeddings"][0])
