@@ -9,6 +9,7 @@ idempotent writes make a replay harmless: no loss, no duplicates.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -117,6 +118,7 @@ class PartitionConsumer:
         )
         dlq = KafkaProducer(bootstrap_servers=kafka.bootstrap_servers, **kafka.producer)
         sink = WeaviateSink(self.cfg.weaviate, self.model, self.dim)
+        acked = None  # the offset after the last record Weaviate (or the DLQ) confirmed
         try:
             consumer.assign([tp])  # one partition, no group rebalancing; offsets still commit to the group
             self._position = (consumer, tp)
@@ -132,15 +134,18 @@ class PartitionConsumer:
             self._retry(sink.ping, target="weaviate")
             self._retry(consumer.position, tp, wrap=TransientError, target="kafka")  # the start offset, now
             self.state = "running"
-            last_log = last_lag = 0.0
+            last_log = last_lag = last_commit = 0.0
             while not self._stop.is_set():
                 records = self._next_batch(consumer, tp)
                 if records:
                     self._process(records, handle, sink, dlq)
-                    offset = records[-1].offset + 1
-                    self._retry(consumer.commit, {tp: OffsetAndMetadata(offset, "", -1)}, wrap=TransientError,
+                    acked = records[-1].offset + 1
+                interval_s = self.cfg.pipeline.commit_interval_ms / 1000
+                if acked is not None and acked != self.committed and (
+                        not records or time.monotonic() - last_commit >= interval_s):
+                    self._retry(consumer.commit, {tp: OffsetAndMetadata(acked, "", -1)}, wrap=TransientError,
                                 target="kafka")
-                    self.committed = offset
+                    self.committed, last_commit = acked, time.monotonic()
                 if time.monotonic() - last_lag >= 1.0:
                     self._update_lag(consumer, tp)
                     last_lag = time.monotonic()
@@ -148,6 +153,10 @@ class PartitionConsumer:
                     self._log_freshness()
                     last_log = time.monotonic()
         finally:
+            if self._stop.is_set() and acked is not None and acked != self.committed:
+                with contextlib.suppress(Exception):  # best effort: a replay of these is harmless
+                    consumer.commit({tp: OffsetAndMetadata(acked, "", -1)})
+                    self.committed = acked
             self._position = None
             self.state = "stopped" if self._stop.is_set() else self.state
             consumer.close(autocommit=False)

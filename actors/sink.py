@@ -61,10 +61,12 @@ class WeaviateSink:
     def __init__(self, cfg: WeaviateConfig, model: str, dim: int):
         self.cfg, self.model, self.dim = cfg, model, dim
         self.client = None
+        self.collection = None
 
     def open(self) -> None:
         with weaviate_errors("connect"):
             self.client = connect(self.cfg)
+            self.collection = self.client.collections.use(self.cfg.collection)  # built once, not per write
 
     def ping(self) -> None:
         """One cheap gRPC round trip, to open the channel before the first write."""
@@ -74,11 +76,7 @@ class WeaviateSink:
     def close(self) -> None:
         if self.client is not None:
             self.client.close()
-            self.client = None
-
-    @property
-    def collection(self):
-        return self.client.collections.use(self.cfg.collection)
+            self.client = self.collection = None
 
     def ensure_collection(self) -> None:
         """Create the collection when absent; refuse one that holds another model's vectors."""

@@ -127,6 +127,10 @@ class PipelineConfig(BaseModel):
     model_config = _Strict
     max_batch_records: PositiveInt = 64
     max_batch_wait_ms: int = Field(5, ge=0)
+    # Offsets are committed (only ever up to what Weaviate confirmed) at most this often while records
+    # flow, and at once when the partition goes quiet: a commit per batch costs a broker round trip
+    # and broker CPU on the hot path. A crash replays at most this much; the writes are idempotent.
+    commit_interval_ms: int = Field(1000, ge=0)
     dlq_topic: Annotated[str, AfterValidator(topic_name)] = "documents.dlq"
     max_text_bytes: PositiveInt = 32_768
     event: EventFormat = Field(default_factory=EventFormat)
