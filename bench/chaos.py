@@ -23,7 +23,7 @@ import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench.common import write_json  # noqa: E402
+from bench.common import drop_run_state, write_json  # noqa: E402
 from cluster.config import FreshvecConfig, load_config, parse_config  # noqa: E402
 
 
@@ -220,11 +220,7 @@ def run(duration_s: float, rate: float, keys: int, pause_s: float, outage_s: flo
         time.sleep(1)
     supervisor.stop()
     out = {"faults": results, **summary, "sent": producer.sent, "send_failures": producer.failed}
-    from actors.sink import connect
-
-    client = connect(cfg.weaviate)
-    client.collections.delete(cfg.weaviate.collection)
-    client.close()
+    drop_run_state(cfg)
     return out
 
 

@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench.common import RESULTS, pct, sentences, write_json  # noqa: E402
+from bench.common import RESULTS, drop_run_state, pct, sentences, write_json  # noqa: E402
 from cluster import ray_env  # noqa: E402
 from cluster.config import FreshvecConfig, load_config, parse_config  # noqa: E402
 
@@ -226,6 +226,7 @@ def run(name: str, make, embed) -> tuple[dict, list[float]]:
         return result, steady
     finally:
         pipeline.close()
+        drop_run_state(cfg)
 
 
 def plot(series: dict[str, list[float]], path) -> None:

@@ -20,10 +20,11 @@ Each is warmed up (which also checks that it returns the floor's vectors), then 
             texts/s and p99 latency: the many-small-queries load, where server-side batching pays;
   b32       4 clients each sending 32 texts per request for SECONDS: texts/s: the bulk load.
 For the floor a "request" is one model.encode call, from as many threads as there are clients.
-The HTTP clients (the standard library's http.client, one keep-alive connection each) read each answer
-whole but do not parse it, so both servers pay the same, small client cost on the shared cores. Writes bench/results/serve.json ({"floor", "ours", "infinity"}, each with
-single_p50_ms, single_p99_ms, c16_texts_per_s, c16_p99_ms, b32_texts_per_s, or {"error": why} where
-Infinity could not be set up or started; also floor_torch) and bench/results/serve.png.
+The HTTP clients (the standard library's http.client, one keep-alive connection each) read each
+answer whole but do not parse it, so both servers pay the same, small client cost on the shared
+cores. Writes bench/results/serve.json ({"floor", "ours", "infinity"}, each with single_p50_ms,
+single_p99_ms, c16_texts_per_s, c16_p99_ms, b32_texts_per_s, or {"error": why} where Infinity could
+not be set up or started; also floor_torch) and bench/results/serve.png.
 """
 
 from __future__ import annotations

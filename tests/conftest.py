@@ -18,6 +18,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+# Serve keeps a stopping HTTP replica serving 30 s so that outside load balancers can drop it; these
+# tests' only balancer is Serve's own HAProxy, and every serve.shutdown() would wait those 30 s.
+os.environ.setdefault("RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S", "1")
 ray_env.apply()  # the settings `freshvec run` starts Ray with
 
 import pytest
