@@ -65,6 +65,9 @@ class EmbeddingModel:
             self.model.half()
         self.dim = self.model.get_embedding_dimension()
         self.max_seq_length = self.model.max_seq_length
+        # A forward pass per stream before the replica takes traffic: the first run of a session sets up
+        # its buffers (tens of ms), which would otherwise land on a real request.
+        self.encode(["warm-up"] * self._streams)
         self._embed_batch.set_max_batch_size(cfg.max_batch_size)
         self._embed_batch.set_batch_wait_timeout_s(cfg.batch_wait_timeout_s)
 
