@@ -5,6 +5,12 @@ dead actor the new instance resumes on its own from the group's committed
 offset. An offset is committed only after Weaviate confirmed every object up
 to it (and the DLQ every rejected record), so a crash anywhere replays, and
 idempotent writes make a replay harmless: no loss, no duplicates.
+
+Two stages, one thread each: the poll thread parses a batch, sends its dead
+letters and starts its embedding; the writer thread waits for the vectors and
+writes to Weaviate, batch after batch in poll order (so per-key order holds).
+A batch's embedding thus overlaps the previous batch's write, and at most three
+batches are held while Weaviate is slow or away.
 """
 
 from __future__ import annotations
@@ -13,9 +19,11 @@ import contextlib
 import gc
 import logging
 import os
+import queue
 import threading
 import time
 from collections import deque
+from dataclasses import dataclass
 
 import numpy as np
 import ray
@@ -41,6 +49,20 @@ def _rss_mb() -> float:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
     return 0.0
+
+
+@dataclass
+class _Batch:
+    """A polled batch between the two stages: parsed, dead letters sent, its embedding under way."""
+
+    records: list
+    ops: list
+    upserts: list[Upsert]
+    deletes: list[Delete]
+    cached: dict[str, np.ndarray | None]
+    to_embed: list[Upsert]
+    response: object | None  # the embed call's DeploymentResponse; None when nothing (or nothing yet) is sent
+    started: float  # perf_counter when the embedding was sent
 
 
 def actor_name(topic: str, partition: int) -> str:
@@ -120,7 +142,12 @@ class PartitionConsumer:
         )
         dlq = KafkaProducer(bootstrap_servers=kafka.bootstrap_servers, **kafka.producer)
         sink = WeaviateSink(self.cfg.weaviate, self.model, self.dim)
-        acked = None  # the offset after the last record Weaviate (or the DLQ) confirmed
+        self._acked = None  # the offset after the last record Weaviate (or the DLQ) confirmed; set by the writer
+        self._session_token = token = object()  # a writer left over from a failed session must not set it
+        jobs: queue.Queue[_Batch] = queue.Queue(maxsize=1)
+        failed: list[BaseException] = []
+        closing = threading.Event()
+        writer = None
         try:
             consumer.assign([tp])  # one partition, no group rebalancing; offsets still commit to the group
             self._position = (consumer, tp)
@@ -136,13 +163,17 @@ class PartitionConsumer:
             self._retry(sink.ping, target="weaviate")
             self._retry(consumer.position, tp, wrap=TransientError, target="kafka")  # the start offset, now
             self._freeze_gc()
+            writer = threading.Thread(target=self._write_loop, args=(jobs, handle, sink, failed, closing, token),
+                                      name=f"{actor_name(self.topic, self.partition)}:writer", daemon=True)
+            writer.start()
             self.state = "running"
             last_log = last_lag = last_commit = 0.0
             while not self._stop.is_set():
+                self._raise_if_failed(failed)
                 records = self._next_batch(consumer, tp)
                 if records:
-                    self._process(records, handle, sink, dlq)
-                    acked = records[-1].offset + 1
+                    self._hand_over(jobs, self._prepare(records, handle, dlq), failed, consumer, tp)
+                acked = self._acked
                 interval_s = self.cfg.pipeline.commit_interval_ms / 1000
                 if acked is not None and acked != self.committed and (
                         not records or time.monotonic() - last_commit >= interval_s):
@@ -156,6 +187,10 @@ class PartitionConsumer:
                     self._log_freshness()
                     last_log = time.monotonic()
         finally:
+            closing.set()
+            if writer is not None:
+                writer.join(10.0)
+            acked = self._acked
             if self._stop.is_set() and acked is not None and acked != self.committed:
                 with contextlib.suppress(Exception):  # best effort: a replay of these is harmless
                     consumer.commit({tp: OffsetAndMetadata(acked, "", -1)})
@@ -165,6 +200,41 @@ class PartitionConsumer:
             consumer.close(autocommit=False)
             dlq.close(timeout=5)
             sink.close()
+
+    @staticmethod
+    def _raise_if_failed(failed: list[BaseException]) -> None:
+        if failed:
+            raise RuntimeError(f"the writer stopped: {failed[0]!r}") from failed[0]
+
+    def _hand_over(self, jobs: queue.Queue, batch: _Batch, failed: list[BaseException], consumer, tp) -> None:
+        """Queue a batch for the writer. While the writer is busy (Weaviate slow or away) the poll thread
+        waits here, so no more records are read, and keeps the lag current: the backlog grows in Kafka."""
+        last_lag = time.monotonic()
+        while not self._stop.is_set():  # on stop the batch is dropped: uncommitted, so it is replayed
+            self._raise_if_failed(failed)
+            try:
+                jobs.put(batch, timeout=0.1)
+                return
+            except queue.Full:
+                if time.monotonic() - last_lag >= 1.0:
+                    self._update_lag(consumer, tp)
+                    last_lag = time.monotonic()
+
+    def _write_loop(self, jobs: queue.Queue, handle, sink: WeaviateSink, failed: list,
+                    closing: threading.Event, token: object) -> None:
+        """The writer: batches in poll order; an error ends the session, which restarts from the commit."""
+        while not closing.is_set():
+            try:
+                batch = jobs.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            try:
+                self._finish(batch, handle, sink)
+            except BaseException as exc:  # noqa: BLE001 - handed to the poll thread, which raises it
+                failed.append(exc)
+                return
+            if self._session_token is token:
+                self._acked = batch.records[-1].offset + 1
 
     def _freeze_gc(self) -> None:
         """Leave start-up's objects out of every later garbage collection, as Serve does for replicas.
@@ -202,7 +272,8 @@ class PartitionConsumer:
             batch.extend(more)
         return batch
 
-    def _process(self, records, handle, sink: WeaviateSink, dlq) -> None:
+    def _prepare(self, records, handle, dlq) -> _Batch:
+        """Poll thread: parse, dead-letter what can never succeed, reuse unchanged vectors, send the rest."""
         pipeline = self.cfg.pipeline
         ops = [parse(r, pipeline.event, pipeline.max_text_bytes) for r in records]
         rejected = [op for op in ops if isinstance(op, Rejected)]
@@ -212,37 +283,54 @@ class PartitionConsumer:
         latest = latest_per_key(op for op in ops if not isinstance(op, Rejected))
         upserts = [op for op in latest if isinstance(op, Upsert)]
         deletes = [op for op in latest if isinstance(op, Delete)]
+        # A key whose write is still in flight may miss here and be embedded again: wasted work, never
+        # a wrong vector, since the store is keyed by the text's hash.
         cached = {u.key: self._store.vector_if_unchanged(u.key, u.text) for u in upserts}
         to_embed = [u for u in upserts if cached[u.key] is None]
-        t0 = time.perf_counter()
-        vectors = self._retry(self._embed, handle, [u.text for u in to_embed], target="serve") if to_embed else []
-        t1 = time.perf_counter()
+        response = None
         if to_embed:
-            self.metrics.stage("embed", len(to_embed), t1 - t0)
-        fresh = dict(zip((u.key for u in to_embed), vectors))
-        items = [Embedded(u, cached[u.key] if cached[u.key] is not None else fresh[u.key]) for u in upserts]
+            with contextlib.suppress(Exception):  # Serve away: the writer's retries send it again
+                response = handle.embed.remote([u.text for u in to_embed])
+        return _Batch(records, ops, upserts, deletes, cached, to_embed, response, time.perf_counter())
 
-        self._retry(sink.write, items, deletes, target="weaviate")
-        self.metrics.stage("upsert", len(items) + len(deletes), time.perf_counter() - t1)
+    def _finish(self, batch: _Batch, handle, sink: WeaviateSink) -> None:
+        """Writer thread: wait for the vectors, write, then count and remember what Weaviate confirmed."""
+        texts = [u.text for u in batch.to_embed]
+        sent = [batch.response] if batch.response is not None else []
+
+        def embed() -> np.ndarray:  # the call sent at poll time first, a new one on each retry
+            return self._embed(handle, texts, sent.pop() if sent else None)
+
+        vectors = self._retry(embed, target="serve") if texts else []
+        t1 = time.perf_counter()
+        if texts:
+            self.metrics.stage("embed", len(texts), t1 - batch.started)
+        fresh = dict(zip((u.key for u in batch.to_embed), vectors))
+        items = [Embedded(u, batch.cached[u.key] if batch.cached[u.key] is not None else fresh[u.key])
+                 for u in batch.upserts]
+
+        self._retry(sink.write, items, batch.deletes, target="weaviate")
+        self.metrics.stage("upsert", len(items) + len(batch.deletes), time.perf_counter() - t1)
         ack_ms = time.time() * 1000
-        latencies = [ack_ms - r.timestamp for r, op in zip(records, ops) if not isinstance(op, Rejected)]
+        latencies = [ack_ms - r.timestamp for r, op in zip(batch.records, batch.ops) if not isinstance(op, Rejected)]
         self.freshness.add(latencies)
         self._recent.extend(latencies)
         self.metrics.observe_freshness(latencies)
         for item in items:
             self._store.remember(item.op.key, item.op.text, item.vector)
-        for d in deletes:
+        for d in batch.deletes:
             self._store.forget(d.key)
-        counts = {"consumed": len(records), "upserted": len(items), "deleted": len(deletes),
-                  "embedded": len(to_embed), "skipped_unchanged": len(upserts) - len(to_embed)}
+        counts = {"consumed": len(batch.records), "upserted": len(items), "deleted": len(batch.deletes),
+                  "embedded": len(texts), "skipped_unchanged": len(batch.upserts) - len(texts)}
         for outcome, n in counts.items():
             self.counters[outcome] += n
             self.metrics.count(outcome, n)
         self.counters["batches"] += 1
 
-    def _embed(self, handle, texts: list[str]) -> np.ndarray:
+    def _embed(self, handle, texts: list[str], response=None) -> np.ndarray:
+        """The vectors for `texts`, from `response` when the call was already sent."""
         try:
-            vectors = handle.embed.remote(texts).result(timeout_s=30)
+            vectors = (response if response is not None else handle.embed.remote(texts)).result(timeout_s=30)
         except Exception as exc:  # Serve down, restarting or slow: all retriable
             raise EmbedError(f"embedding {len(texts)} texts failed: {type(exc).__name__}: {exc}") from exc
         if vectors.shape != (len(texts), self.dim):
@@ -290,7 +378,8 @@ class PartitionConsumer:
                 raise wrap(f"{getattr(fn, '__name__', fn)} failed: {exc}") from exc
 
         def before_sleep(retry_state) -> None:
-            if self._position is not None:  # keep lag current while paused: the backlog grows in Kafka
+            # Keep lag current while paused (the backlog grows in Kafka); the Kafka client is the poll thread's.
+            if self._position is not None and threading.current_thread() is self._thread:
                 self._update_lag(*self._position)
             self.counters["retries"] += 1
             self.metrics.retry(target)

@@ -10,6 +10,7 @@ only costs an embedding, never correctness.
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections import OrderedDict
 
 import numpy as np
@@ -23,24 +24,30 @@ class ContentStore:
     def __init__(self, max_keys: int):
         self.max_keys = max_keys
         self._entries: OrderedDict[str, tuple[bytes, np.ndarray]] = OrderedDict()
+        self._lock = threading.Lock()  # the consumer's poll thread reads while its writer thread writes
 
     def vector_if_unchanged(self, key: str, text: str) -> np.ndarray | None:
         """The vector last written for `key` when its text is the same, else None."""
-        entry = self._entries.get(key)
-        if entry is None or entry[0] != text_hash(text):
-            return None
-        self._entries.move_to_end(key)
-        return entry[1]
+        digest = text_hash(text)
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None or entry[0] != digest:
+                return None
+            self._entries.move_to_end(key)
+            return entry[1]
 
     def remember(self, key: str, text: str, vector: np.ndarray) -> None:
         """Called only after Weaviate confirmed the write."""
-        self._entries[key] = (text_hash(text), vector)
-        self._entries.move_to_end(key)
-        while len(self._entries) > self.max_keys:
-            self._entries.popitem(last=False)
+        digest = text_hash(text)
+        with self._lock:
+            self._entries[key] = (digest, vector)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.max_keys:
+                self._entries.popitem(last=False)
 
     def forget(self, key: str) -> None:
-        self._entries.pop(key, None)
+        with self._lock:
+            self._entries.pop(key, None)
 
     def __len__(self) -> int:
         return len(self._entries)
