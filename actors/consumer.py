@@ -59,10 +59,13 @@ class _Batch:
     ops: list
     upserts: list[Upsert]
     deletes: list[Delete]
-    cached: dict[str, np.ndarray | None]
-    to_embed: list[Upsert]
-    response: object | None  # the embed call's DeploymentResponse; None when nothing (or nothing yet) is sent
-    started: float  # perf_counter when the embedding was sent
+    cached: dict[str, np.ndarray | None]  # the stored vector of each upsert whose text is unchanged
+    response: object | None = None  # the embed call's DeploymentResponse; None when nothing (yet) is sent
+    started: float = 0.0  # perf_counter when the embedding was sent
+
+    @property
+    def to_embed(self) -> list[Upsert]:
+        return [u for u in self.upserts if self.cached[u.key] is None]
 
 
 def actor_name(topic: str, partition: int) -> str:
@@ -91,7 +94,6 @@ class PartitionConsumer:
         self.metrics = PipelineMetrics(self.region, topic, partition)
         self.lag: int | None = None
         self._position = None  # (consumer, partition) of the current session, for lag updates
-        self._gc_frozen = False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=actor_name(topic, partition), daemon=True)
         self._thread.start()
@@ -242,10 +244,9 @@ class PartitionConsumer:
         Imports and clients leave ~190k long-lived objects; the first full collection a few seconds
         into a stream then stalled each consumer for ~180 ms, the worst events of a run.
         """
-        if not self._gc_frozen:
+        if gc.get_freeze_count() == 0:  # once per process: a restarted session must not freeze its garbage
             gc.collect()
             gc.freeze()
-            self._gc_frozen = True
 
     def _update_lag(self, consumer, tp) -> None:
         """Log end offset minus committed offset; the whole log counts while nothing is committed."""
@@ -285,17 +286,18 @@ class PartitionConsumer:
         deletes = [op for op in latest if isinstance(op, Delete)]
         # A key whose write is still in flight may miss here and be embedded again: wasted work, never
         # a wrong vector, since the store is keyed by the text's hash.
-        cached = {u.key: self._store.vector_if_unchanged(u.key, u.text) for u in upserts}
-        to_embed = [u for u in upserts if cached[u.key] is None]
-        response = None
-        if to_embed:
+        batch = _Batch(records, ops, upserts, deletes,
+                       {u.key: self._store.vector_if_unchanged(u.key, u.text) for u in upserts})
+        if to_embed := batch.to_embed:
             with contextlib.suppress(Exception):  # Serve away: the writer's retries send it again
-                response = handle.embed.remote([u.text for u in to_embed])
-        return _Batch(records, ops, upserts, deletes, cached, to_embed, response, time.perf_counter())
+                batch.response = handle.embed.remote([u.text for u in to_embed])
+            batch.started = time.perf_counter()
+        return batch
 
     def _finish(self, batch: _Batch, handle, sink: WeaviateSink) -> None:
         """Writer thread: wait for the vectors, write, then count and remember what Weaviate confirmed."""
-        texts = [u.text for u in batch.to_embed]
+        to_embed = batch.to_embed
+        texts = [u.text for u in to_embed]
         sent = [batch.response] if batch.response is not None else []
 
         def embed() -> np.ndarray:  # the call sent at poll time first, a new one on each retry
@@ -305,7 +307,7 @@ class PartitionConsumer:
         t1 = time.perf_counter()
         if texts:
             self.metrics.stage("embed", len(texts), t1 - batch.started)
-        fresh = dict(zip((u.key for u in batch.to_embed), vectors))
+        fresh = dict(zip((u.key for u in to_embed), vectors))
         items = [Embedded(u, batch.cached[u.key] if batch.cached[u.key] is not None else fresh[u.key])
                  for u in batch.upserts]
 

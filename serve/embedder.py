@@ -87,7 +87,7 @@ class EmbeddingModel:
         return vectors
 
     def _encode(self, texts: list[str]) -> np.ndarray:
-        if self._direct is not None and texts:
+        if self._direct is not None:
             return self._direct(texts)
         # Chunks of 32 after sentence-transformers' length sort pad less than one long batch
         # (256 texts: 381 -> 404 texts/s on ONNX); small batches are unaffected.

@@ -81,10 +81,10 @@ class OnnxMeanPooling:
     replica meets a single streamed event.
     """
 
-    def __init__(self, tokenizer, session, max_length: int):
+    def __init__(self, tokenizer, session, max_length: int, dim: int):
         import threading
 
-        self.tokenizer, self.session, self.max_length = tokenizer, session, max_length
+        self.tokenizer, self.session, self.max_length, self.dim = tokenizer, session, max_length, dim
         self._inputs = [i.name for i in session.get_inputs()]
         # A fast tokenizer called with padding/truncation settings may reset them on its Rust half,
         # which refuses concurrent borrowers; parallel passes (see EmbeddingModel) share this one.
@@ -104,20 +104,17 @@ class OnnxMeanPooling:
             return None
         if not {i.name for i in session.get_inputs()} <= set(model.tokenizer(["probe"])):
             return None  # the graph wants an input the tokenizer does not make
-        return cls(model.tokenizer, session, model.max_seq_length)
+        return cls(model.tokenizer, session, model.max_seq_length, model.get_embedding_dimension())
 
     def __call__(self, texts: list[str], chunk: int = 32) -> np.ndarray:
         import numpy as np
 
         # Length-sorted chunks pad less than one long batch, as sentence-transformers does.
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
-        out = np.empty((len(texts), 0), dtype=np.float32)
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
         for start in range(0, len(order), chunk):
             part = order[start:start + chunk]
-            vectors = self._encode([texts[i].strip() for i in part])
-            if out.shape[1] == 0:
-                out = np.empty((len(texts), vectors.shape[1]), dtype=np.float32)
-            out[part] = vectors
+            out[part] = self._encode([texts[i].strip() for i in part])
         return out
 
     def _encode(self, texts: list[str]) -> np.ndarray:
