@@ -31,15 +31,19 @@ from tenacity import Retrying, retry_if_exception, wait_exponential_jitter
 
 from actors.freshness import FreshnessWindow
 from actors.metrics import PipelineMetrics
-from actors.records import Delete, Rejected, Upsert, latest_per_key, parse
+from actors.records import Delete, KafkaRecord, Rejected, Upsert, latest_per_key, parse
 from actors.sink import Embedded, WeaviateSink
 from actors.state import ContentStore
+from cluster import kafka_settings
 from cluster.config import FreshvecConfig
 from cluster.errors import EmbedError, TransientError
 
 log = logging.getLogger("freshvec.consumer")
 
-POLL_TIMEOUT_MS = 100
+POLL_TIMEOUT_S = 0.1
+# librdkafka prefetches in the background; at most this much per partition, so while Weaviate is
+# away the backlog stays in Kafka, not in this process (its default is 64 MB).
+PREFETCH_KBYTES = 1024
 
 
 def _rss_mb() -> float:
@@ -129,8 +133,7 @@ class PartitionConsumer:
                 self._stop.wait(1.0)
 
     def _session(self) -> None:
-        from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-        from kafka.structs import OffsetAndMetadata
+        from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
         from ray import serve
 
         from serve.embedder import APP_NAME, DEPLOYMENT_NAME
@@ -138,11 +141,13 @@ class PartitionConsumer:
         kafka = self.cfg.kafka
         tp = TopicPartition(self.topic, self.partition)
         rack = {"client_rack": self.client_rack} if self.client_rack else {}
-        consumer = KafkaConsumer(
-            bootstrap_servers=kafka.bootstrap_servers, group_id=kafka.group_id,
-            enable_auto_commit=False, auto_offset_reset="earliest", **{**kafka.consumer, **rack},
-        )
-        dlq = KafkaProducer(bootstrap_servers=kafka.bootstrap_servers, **kafka.producer)
+        brokers = {"bootstrap.servers": ",".join(kafka.bootstrap_servers), "logger": log}
+        consumer = Consumer({
+            **brokers, "group.id": kafka.group_id, "enable.auto.commit": False, "auto.offset.reset": "earliest",
+            "queued.max.messages.kbytes": PREFETCH_KBYTES,
+            **kafka_settings.librdkafka({**kafka.consumer, **rack}, kafka_settings.CONSUMER),
+        })
+        dlq = Producer({**brokers, **kafka_settings.librdkafka(kafka.producer, kafka_settings.PRODUCER)})
         sink = WeaviateSink(self.cfg.weaviate, self.model, self.dim)
         self._acked = None  # the offset after the last record Weaviate (or the DLQ) confirmed; set by the writer
         self._session_token = token = object()  # a writer left over from a failed session must not set it
@@ -151,11 +156,7 @@ class PartitionConsumer:
         closing = threading.Event()
         writer = None
         try:
-            consumer.assign([tp])  # one partition, no group rebalancing; offsets still commit to the group
             self._position = (consumer, tp)
-            self.committed = consumer.committed(tp)
-            if self.committed is not None:
-                consumer.seek(tp, self.committed)
             handle = serve.get_deployment_handle(DEPLOYMENT_NAME, app_name=APP_NAME)
             # Warm up before the first record: the first handle call and the first Weaviate call set up
             # routers and connections (seconds on a busy box), which would otherwise land on real events.
@@ -163,7 +164,10 @@ class PartitionConsumer:
             self._retry(self._embed, handle, ["warm-up"], target="serve")
             self._retry(sink.open, target="weaviate")
             self._retry(sink.ping, target="weaviate")
-            self._retry(consumer.position, tp, wrap=TransientError, target="kafka")  # the start offset, now
+            self.committed = self._retry(self._committed, consumer, tp, wrap=TransientError, target="kafka")
+            # One partition, no group rebalancing; offsets still commit to the group.
+            start = self.committed if self.committed is not None else OFFSET_BEGINNING
+            consumer.assign([TopicPartition(self.topic, self.partition, start)])
             self._freeze_gc()
             writer = threading.Thread(target=self._write_loop, args=(jobs, handle, sink, failed, closing, token),
                                       name=f"{actor_name(self.topic, self.partition)}:writer", daemon=True)
@@ -172,18 +176,17 @@ class PartitionConsumer:
             last_log = last_lag = last_commit = 0.0
             while not self._stop.is_set():
                 self._raise_if_failed(failed)
-                records = self._next_batch(consumer, tp)
+                records = self._next_batch(consumer)
                 if records:
                     self._hand_over(jobs, self._prepare(records, handle, dlq), failed, consumer, tp)
                 acked = self._acked
                 interval_s = self.cfg.pipeline.commit_interval_ms / 1000
                 if acked is not None and acked != self.committed and (
                         not records or time.monotonic() - last_commit >= interval_s):
-                    self._retry(consumer.commit, {tp: OffsetAndMetadata(acked, "", -1)}, wrap=TransientError,
-                                target="kafka")
+                    self._retry(self._commit, consumer, acked, wrap=TransientError, target="kafka")
                     self.committed, last_commit = acked, time.monotonic()
                 if time.monotonic() - last_lag >= 1.0:
-                    self._update_lag(consumer, tp)
+                    self._update_lag(consumer, tp, cached=True)
                     last_lag = time.monotonic()
                 if time.monotonic() - last_log >= self.cfg.pipeline.freshness_log_interval_s:
                     self._log_freshness()
@@ -195,13 +198,28 @@ class PartitionConsumer:
             acked = self._acked
             if self._stop.is_set() and acked is not None and acked != self.committed:
                 with contextlib.suppress(Exception):  # best effort: a replay of these is harmless
-                    consumer.commit({tp: OffsetAndMetadata(acked, "", -1)})
+                    self._commit(consumer, acked)
                     self.committed = acked
             self._position = None
             self.state = "stopped" if self._stop.is_set() else self.state
-            consumer.close(autocommit=False)
-            dlq.close(timeout=5)
+            consumer.close()
+            dlq.flush(5)
             sink.close()
+
+    @staticmethod
+    def _committed(consumer, tp) -> int | None:
+        """The group's committed offset of the partition; None when it has none yet."""
+        from confluent_kafka import KafkaException
+
+        (committed,) = consumer.committed([tp], timeout=10)
+        if committed.error:
+            raise KafkaException(committed.error)
+        return committed.offset if committed.offset >= 0 else None
+
+    def _commit(self, consumer, offset: int) -> None:
+        from confluent_kafka import TopicPartition
+
+        consumer.commit(offsets=[TopicPartition(self.topic, self.partition, offset)], asynchronous=False)
 
     @staticmethod
     def _raise_if_failed(failed: list[BaseException]) -> None:
@@ -248,30 +266,37 @@ class PartitionConsumer:
             gc.collect()
             gc.freeze()
 
-    def _update_lag(self, consumer, tp) -> None:
-        """Log end offset minus committed offset; the whole log counts while nothing is committed."""
+    def _update_lag(self, consumer, tp, cached: bool = False) -> None:
+        """Log end offset minus committed offset; the whole log counts while nothing is committed.
+
+        `cached`: the end offset the last fetch brought, no broker round trip; while the poll thread
+        waits, fetching stops and that value goes stale, so then the broker is asked.
+        """
         try:
-            end = consumer.end_offsets([tp])[tp]
+            low, high = consumer.get_watermark_offsets(tp, timeout=5, cached=cached)
+            if high < 0 or (self.committed is None and low < 0):  # not known yet
+                low, high = consumer.get_watermark_offsets(tp, timeout=5)
         except Exception:  # the broker is away: keep the last value
             return
-        start = self.committed if self.committed is not None else consumer.beginning_offsets([tp])[tp]
-        self.lag = max(end - start, 0)
+        self.lag = max(high - (self.committed if self.committed is not None else low), 0)
         self.metrics.set_lag(self.lag)
 
-    def _next_batch(self, consumer, tp) -> list:
+    def _next_batch(self, consumer) -> list[KafkaRecord]:
         """Up to max_batch_records records; waits at most max_batch_wait_ms once the first arrived."""
+        from confluent_kafka import KafkaException
+
         pipeline = self.cfg.pipeline
-        batch = consumer.poll(timeout_ms=POLL_TIMEOUT_MS, max_records=pipeline.max_batch_records).get(tp, [])
-        if not batch:
+        first = consumer.poll(POLL_TIMEOUT_S)  # returns as soon as one record is there
+        if first is None:
             return []
-        deadline = time.monotonic() + pipeline.max_batch_wait_ms / 1000
-        while len(batch) < pipeline.max_batch_records and time.monotonic() < deadline:
-            more = consumer.poll(timeout_ms=0, max_records=pipeline.max_batch_records - len(batch)).get(tp, [])
-            if not more:
-                time.sleep(0.0005)
-                continue
-            batch.extend(more)
-        return batch
+        messages = [first]
+        if pipeline.max_batch_records > 1:
+            # consume() returns when it has all it asked for or the wait is over; 0 takes what is queued.
+            messages += consumer.consume(pipeline.max_batch_records - 1, pipeline.max_batch_wait_ms / 1000)
+        for message in messages:
+            if message.error():  # a partition-level error, not a record: start over from the commit
+                raise KafkaException(message.error())
+        return [KafkaRecord.of(m) for m in messages]
 
     def _prepare(self, records, handle, dlq) -> _Batch:
         """Poll thread: parse, dead-letter what can never succeed, reuse unchanged vectors, send the rest."""
@@ -340,26 +365,33 @@ class PartitionConsumer:
         return vectors
 
     def _dead_letter(self, dlq, rejected: list[Rejected]) -> None:
-        from kafka.errors import MessageSizeTooLargeError
+        from confluent_kafka import KafkaError, KafkaException
 
-        futures = []
+        failed: list = []
+
+        def delivered(err, _message) -> None:
+            if err is not None:
+                failed.append(err)
+
         for r in rejected:
             headers = [("reason", r.reason.encode()), ("detail", r.detail.encode()[:1000]),
                        ("source.topic", r.source.topic.encode()),
                        ("source.partition", str(r.source.partition).encode()),
                        ("source.offset", str(r.source.offset).encode())]
             try:
-                futures.append(dlq.send(self.cfg.pipeline.dlq_topic, key=r.key, value=r.value, headers=headers))
-            except MessageSizeTooLargeError:
+                dlq.produce(self.cfg.pipeline.dlq_topic, key=r.key, value=r.value, headers=headers,
+                            on_delivery=delivered)
+            except KafkaException as exc:
+                if exc.args[0].code() != KafkaError.MSG_SIZE_TOO_LARGE:
+                    raise
                 # Too big for the DLQ: keep the reason and where to find the original.
                 headers.append(("value.truncated_from", str(len(r.value or b"")).encode()))
-                futures.append(dlq.send(self.cfg.pipeline.dlq_topic, key=r.key, value=(r.value or b"")[:65536],
-                                        headers=headers))
-        try:
-            for f in futures:
-                f.get(timeout=30)
-        except Exception as exc:
-            raise TransientError(f"writing {len(rejected)} records to the DLQ failed: {exc}") from exc
+                dlq.produce(self.cfg.pipeline.dlq_topic, key=r.key, value=(r.value or b"")[:65536],
+                            headers=headers, on_delivery=delivered)
+        unsent = dlq.flush(30)
+        if unsent or failed:
+            raise TransientError(f"writing {len(rejected)} records to the DLQ failed: "
+                                 f"{failed[0] if failed else f'{unsent} not delivered in 30 s'}")
         self.counters["dead_lettered"] += len(rejected)
         for r in rejected:
             self.metrics.dead_letter(r.reason)

@@ -65,8 +65,27 @@ class Rejected:
 Operation = Upsert | Delete | Rejected
 
 
-def parse(record, fmt: EventFormat, max_text_bytes: int) -> Operation:
-    """Classify one kafka-python ConsumerRecord (anything with the same attributes)."""
+@dataclass(frozen=True, slots=True)
+class KafkaRecord:
+    """What `parse` reads of a record."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp: int  # ms; the producer's CreateTime unless the topic stamps LogAppendTime
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes]]
+
+    @classmethod
+    def of(cls, message) -> KafkaRecord:
+        """From a confluent-kafka Message (whose fields are methods)."""
+        return cls(message.topic(), message.partition(), message.offset(), message.timestamp()[1],
+                   message.key(), message.value(), message.headers() or [])
+
+
+def parse(record: KafkaRecord, fmt: EventFormat, max_text_bytes: int) -> Operation:
+    """Classify one record (a KafkaRecord, or anything with the same attributes)."""
     source = Source(record.topic, record.partition, record.offset, record.timestamp)
 
     def reject(reason: str, detail: str) -> Rejected:

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PositiveInt, SecretStr, ValidationError, field_validator, model_validator
 
+from cluster import kafka_settings
 from cluster.errors import ConfigError
 
 _Strict = ConfigDict(extra="forbid", frozen=True)
@@ -29,10 +30,11 @@ def topic_name(topic: str) -> str:
     return topic
 
 
-def _check_client_settings(settings: dict[str, Any], allowed: set[str], what: str) -> dict[str, Any]:
-    unknown = sorted(set(settings) - allowed)
+def _check_client_settings(settings: dict[str, Any], allowed: dict[str, str], what: str) -> dict[str, Any]:
+    unknown = sorted(set(settings) - set(allowed))
     if unknown:
-        raise ValueError(f"unknown kafka-python {what} setting(s): {', '.join(unknown)}")
+        raise ValueError(f"unknown {what} setting(s): {', '.join(unknown)} (kafka-python's names that librdkafka "
+                         "also has are accepted; see cluster/kafka_settings.py)")
     return settings
 
 
@@ -53,16 +55,12 @@ class KafkaConfig(BaseModel):
     @field_validator("consumer")
     @classmethod
     def _consumer(cls, settings: dict[str, Any]) -> dict[str, Any]:
-        from kafka import KafkaConsumer
-
-        return {**CONSUMER_DEFAULTS, **_check_client_settings(settings, set(KafkaConsumer.DEFAULT_CONFIG), "consumer")}
+        return {**CONSUMER_DEFAULTS, **_check_client_settings(settings, kafka_settings.CONSUMER, "consumer")}
 
     @field_validator("producer")
     @classmethod
     def _producer(cls, settings: dict[str, Any]) -> dict[str, Any]:
-        from kafka import KafkaProducer
-
-        return {**PRODUCER_DEFAULTS, **_check_client_settings(settings, set(KafkaProducer.DEFAULT_CONFIG), "producer")}
+        return {**PRODUCER_DEFAULTS, **_check_client_settings(settings, kafka_settings.PRODUCER, "producer")}
 
 
 class AutoscalingConfig(BaseModel):
@@ -151,13 +149,6 @@ class HttpConfig(BaseModel):
     max_k: PositiveInt = 100  # /search results
 
 
-# Client settings a region may set for its brokers (TLS and SASL).
-SECURITY_KEYS = {
-    "security_protocol", "sasl_mechanism", "sasl_plain_username", "sasl_plain_password", "ssl_cafile",
-    "ssl_certfile", "ssl_keyfile", "ssl_password", "ssl_check_hostname", "ssl_crlfile", "ssl_ciphers",
-}
-
-
 class ZoneConfig(BaseModel):
     model_config = _Strict
     client_rack: str = Field(min_length=1)  # Kafka broker.rack of this zone: fetch from the nearest replica
@@ -179,7 +170,7 @@ class RegionConfig(BaseModel):
     @field_validator("security")
     @classmethod
     def _security(cls, settings: dict[str, Any]) -> dict[str, Any]:
-        return _check_client_settings(settings, SECURITY_KEYS, "security")
+        return _check_client_settings(settings, kafka_settings.SECURITY, "security")
 
 
 class FreshvecConfig(BaseModel):

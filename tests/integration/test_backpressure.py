@@ -15,7 +15,7 @@ from tests.integration.test_ingestion import Churn, _assert_exact
 pytestmark = pytest.mark.timeout(600)
 
 OUTAGE_S = 60
-RSS_GROWTH_BOUND_MB = 100  # one micro-batch plus kafka-python's fetch buffer, with room for the allocator
+RSS_GROWTH_BOUND_MB = 100  # one micro-batch plus librdkafka's 1 MiB prefetch, with room for the allocator
 
 
 def test_weaviate_outage_pauses_consumers_within_a_memory_bound(make_env, weaviate_server):

@@ -26,7 +26,9 @@ def test_client_setting_overrides_merge_with_defaults():
 
 
 @pytest.mark.parametrize("data, message", [
-    ({"kafka": {"consumer": {"fetch_min_byte": 1}}}, "kafka.consumer: unknown kafka-python consumer setting(s): fetch_min_byte"),
+    ({"kafka": {"consumer": {"fetch_min_byte": 1}}}, "kafka.consumer: unknown consumer setting(s): fetch_min_byte"),
+    # kafka-python-only: the consumer actors' client (librdkafka) has no such setting.
+    ({"kafka": {"consumer": {"max_poll_records": 10}}}, "kafka.consumer: unknown consumer setting(s): max_poll_records"),
     ({"weaviate": {"colection": "X"}}, "weaviate.colection: unknown key"),
     ({"pipeline": {"max_batch_records": 0}}, "pipeline.max_batch_records: Input should be greater than 0"),
     ({"embedding": {"device": "tpu"}}, "embedding.device:"),

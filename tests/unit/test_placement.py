@@ -56,7 +56,7 @@ def test_regions_without_an_alive_labelled_node_are_reported():
 @pytest.mark.parametrize("data, message", [
     ({"regions": {"us": {"bootstrap_servers": []}}}, "regions.us.bootstrap_servers:"),
     ({"regions": {"us": {"bootstrap_servers": ["h:1"], "security": {"sasl_password": "x"}}}},
-     "regions.us.security: unknown kafka-python security setting(s): sasl_password"),
+     "regions.us.security: unknown security setting(s): sasl_password"),
     ({"regions": {"us east": {"bootstrap_servers": ["h:1"]}}}, "region name 'us east'"),
     ({"regions": {"us": {"bootstrap_servers": ["h:1"], "zones": {"a": {}}}}}, "regions.us.zones.a.client_rack:"),
 ])
