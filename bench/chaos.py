@@ -37,14 +37,19 @@ def chaos_config() -> FreshvecConfig:
     return parse_config(base)
 
 
+def _producer(cfg: FreshvecConfig):
+    """The chaos run's producer: kafka-python, as it was measured with, independent of the pipeline's client."""
+    from kafka import KafkaProducer
+
+    return KafkaProducer(bootstrap_servers=cfg.kafka.bootstrap_servers, **cfg.kafka.producer)
+
+
 class Producer:
     """Steady churn over `keys` keys until stopped; failures (broker down) are counted, not retried."""
 
     def __init__(self, cfg: FreshvecConfig, keys: int, rate: float, seed: int = 7):
-        from cluster.producer import make_producer
-
         self.cfg, self.keys, self.rate = cfg, keys, rate
-        self.producer = make_producer(cfg)
+        self.producer = _producer(cfg)
         self.rng = random.Random(seed)
         self.live: set[str] = set()
         self.sent = self.failed = 0
@@ -130,7 +135,6 @@ def canary_recovery(cfg: FreshvecConfig, started: float, timeout: float = 180) -
     """Send a canary, wait until Weaviate has it, then delete it; seconds since the fault started."""
     from actors.records import object_id
     from actors.sink import connect
-    from cluster.producer import make_producer
 
     topic, key = cfg.kafka.topics[0], f"canary-{uuid.uuid4().hex[:8]}"
     deadline = time.monotonic() + timeout
@@ -138,7 +142,7 @@ def canary_recovery(cfg: FreshvecConfig, started: float, timeout: float = 180) -
     def send(value) -> None:
         while True:  # the broker may still be coming back
             try:
-                producer = make_producer(cfg)
+                producer = _producer(cfg)
                 producer.send(topic, key=key.encode(), value=value).get(timeout=30)
                 producer.close()
                 return

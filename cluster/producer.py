@@ -26,20 +26,30 @@ def read_jsonl(lines: Iterable[str]) -> Iterator[Event]:
 
 
 def make_producer(cfg: FreshvecConfig):
-    from kafka import KafkaProducer
+    """A confluent-kafka (librdkafka) producer with the config's producer settings."""
+    from confluent_kafka import Producer
 
-    return KafkaProducer(bootstrap_servers=cfg.kafka.bootstrap_servers, **cfg.kafka.producer)
+    from cluster import kafka_settings
+
+    return Producer({"bootstrap.servers": ",".join(cfg.kafka.bootstrap_servers),
+                     **kafka_settings.librdkafka(cfg.kafka.producer, kafka_settings.PRODUCER)})
 
 
 def produce(cfg: FreshvecConfig, events: Iterable[Event], topic: str | None = None, rate: float | None = None,
             total: int | None = None, progress: bool = True) -> int:
-    """Send every event (waiting for each acknowledgement at the end); returns how many were sent."""
+    """Send every event (waiting for every acknowledgement at the end); returns how many were sent."""
     from tqdm import tqdm
 
     topic = topic or cfg.kafka.topics[0]
     producer = make_producer(cfg)
+    failed: list = []
+
+    def delivered(err, _message) -> None:
+        if err is not None:
+            failed.append(err)
+
     bar = tqdm(total=total, unit="ev", desc=f"produce -> {topic}", disable=not progress, file=sys.stderr)
-    futures, start = [], time.perf_counter()
+    sent, start = 0, time.perf_counter()
     try:
         for i, (key, value) in enumerate(events):
             if rate:  # pace against the start time so the average rate holds
@@ -47,11 +57,19 @@ def produce(cfg: FreshvecConfig, events: Iterable[Event], topic: str | None = No
                 if delay > 0:
                     time.sleep(delay)
             payload = None if value is None else json.dumps(value).encode()
-            futures.append(producer.send(topic, key=key.encode(), value=payload))
+            while True:
+                try:
+                    producer.produce(topic, key=key.encode(), value=payload, on_delivery=delivered)
+                    break
+                except BufferError:  # librdkafka's send queue is full: let acknowledgements drain it
+                    producer.poll(0.1)
+            producer.poll(0)  # run the delivery callbacks of what was acknowledged so far
+            sent += 1
             bar.update(1)
-        for f in futures:
-            f.get(timeout=60)
     finally:
+        unacknowledged = producer.flush(60)
         bar.close()
-        producer.close()
-    return len(futures)
+    if failed or unacknowledged:
+        raise RuntimeError(f"{len(failed) + unacknowledged} of {sent} events were not acknowledged by Kafka: "
+                           f"{failed[0] if failed else 'no answer within 60 s'}")
+    return sent

@@ -82,9 +82,10 @@ class Env:
     @property
     def producer(self):
         if self._producer is None:
-            from cluster.producer import make_producer
+            from kafka import KafkaProducer  # a second client, independent of the pipeline's librdkafka
 
-            self._producer = make_producer(self.cfg)
+            self._producer = KafkaProducer(bootstrap_servers=self.cfg.kafka.bootstrap_servers,
+                                           **self.cfg.kafka.producer)
         return self._producer
 
     def send(self, key: bytes | None, value: bytes | None, headers=None):

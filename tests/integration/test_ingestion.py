@@ -88,6 +88,20 @@ def test_tombstone_deletes_the_document(make_env):
     wait_until(lambda: set(env.texts_by_key()) == {"keep"}, 60, "the tombstoned document gone")
 
 
+def test_freshvec_produce_sends_jsonl_documents_and_deletes(make_env):
+    from cluster.producer import produce, read_jsonl
+
+    env = make_env(partitions=2)
+    lines = [json.dumps({"id": "p-1", "text": "first version", "metadata": {"lang": "en"}}),
+             json.dumps({"id": "p-2", "text": "stays"}),
+             json.dumps({"id": "p-1", "text": "second version"}),
+             json.dumps({"id": "p-3", "text": "goes away"}),
+             json.dumps({"id": "p-3", "delete": True})]
+    assert produce(env.cfg, read_jsonl(lines), progress=False) == 5
+    wait_until(lambda: env.texts_by_key() == {"p-1": "second version", "p-2": "stays"}, 60,
+               "the produced documents, p-1 updated and p-3 deleted")
+
+
 def _read_dlq(env, expected: int, timeout: float = 60) -> list:
     from kafka import KafkaConsumer
 
