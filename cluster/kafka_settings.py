@@ -1,10 +1,10 @@
 """Kafka client settings as the config names them (kafka-python's names), in librdkafka's terms.
 
-The supervisor, `freshvec produce` and the benchmarks' baseline use kafka-python; the consumer
-actors use confluent-kafka (librdkafka, in C) on the hot path, where kafka-python's I/O thread
-cost each idle consumer ~3 % of a core. One spelling in the config reaches both: this module
-says which settings have a librdkafka equivalent, and the config refuses the others by name
-instead of one client silently ignoring them.
+The supervisor's topic admin, `freshvec status` and the benchmark's baseline use kafka-python;
+the consumer actors and `freshvec produce` use confluent-kafka (librdkafka, in C), where
+kafka-python's I/O thread cost each idle consumer ~3 % of a core. One spelling in the config
+reaches both: this module says which settings have a librdkafka equivalent, and the config refuses
+the others by name instead of one client silently ignoring them.
 """
 
 from __future__ import annotations
