@@ -141,13 +141,12 @@ class PartitionConsumer:
         kafka = self.cfg.kafka
         tp = TopicPartition(self.topic, self.partition)
         rack = {"client_rack": self.client_rack} if self.client_rack else {}
-        brokers = {"bootstrap.servers": ",".join(kafka.bootstrap_servers), "logger": log}
         consumer = Consumer({
-            **brokers, "group.id": kafka.group_id, "enable.auto.commit": False, "auto.offset.reset": "earliest",
-            "queued.max.messages.kbytes": PREFETCH_KBYTES,
+            "bootstrap.servers": ",".join(kafka.bootstrap_servers), "logger": log, "group.id": kafka.group_id,
+            "enable.auto.commit": False, "auto.offset.reset": "earliest", "queued.max.messages.kbytes": PREFETCH_KBYTES,
             **kafka_settings.librdkafka({**kafka.consumer, **rack}, kafka_settings.CONSUMER),
         })
-        dlq = Producer({**brokers, **kafka_settings.librdkafka(kafka.producer, kafka_settings.PRODUCER)})
+        dlq = Producer({**kafka_settings.producer_config(kafka), "logger": log})
         sink = WeaviateSink(self.cfg.weaviate, self.model, self.dim)
         self._acked = None  # the offset after the last record Weaviate (or the DLQ) confirmed; set by the writer
         self._session_token = token = object()  # a writer left over from a failed session must not set it
@@ -274,7 +273,7 @@ class PartitionConsumer:
         """
         try:
             low, high = consumer.get_watermark_offsets(tp, timeout=5, cached=cached)
-            if high < 0 or (self.committed is None and low < 0):  # not known yet
+            if cached and (high < 0 or (self.committed is None and low < 0)):  # no fetch has brought them yet
                 low, high = consumer.get_watermark_offsets(tp, timeout=5)
         except Exception:  # the broker is away: keep the last value
             return

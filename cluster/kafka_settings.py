@@ -77,3 +77,8 @@ def _value(name: str, value: Any) -> Any:
 def librdkafka(settings: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
     """`settings` (validated kafka-python names) as a confluent-kafka config dict."""
     return {names[key]: _value(key, value) for key, value in settings.items()}
+
+
+def producer_config(kafka) -> dict[str, Any]:
+    """A confluent-kafka Producer's config: `kafka`'s (a KafkaConfig) brokers and producer settings."""
+    return {"bootstrap.servers": ",".join(kafka.bootstrap_servers), **librdkafka(kafka.producer, PRODUCER)}

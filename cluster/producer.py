@@ -29,10 +29,9 @@ def make_producer(cfg: FreshvecConfig):
     """A confluent-kafka (librdkafka) producer with the config's producer settings."""
     from confluent_kafka import Producer
 
-    from cluster import kafka_settings
+    from cluster.kafka_settings import producer_config
 
-    return Producer({"bootstrap.servers": ",".join(cfg.kafka.bootstrap_servers),
-                     **kafka_settings.librdkafka(cfg.kafka.producer, kafka_settings.PRODUCER)})
+    return Producer(producer_config(cfg.kafka))
 
 
 def produce(cfg: FreshvecConfig, events: Iterable[Event], topic: str | None = None, rate: float | None = None,
