@@ -11,27 +11,37 @@ import threading
 import time
 from pathlib import Path
 
-from cluster import ray_env
+from cluster import leftovers, ray_env
 from cluster.config import ConfigError, FreshvecConfig, load_config
+from cluster.errors import FreshvecError
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "deploy" / "local" / "freshvec.yaml"
+
+
+class RunIncomplete(FreshvecError):
+    """A bounded run ended before it finished the records it was asked to."""
 
 
 def _config(path: str | None) -> FreshvecConfig:
     return load_config(path or os.environ.get("FRESHVEC_CONFIG") or DEFAULT_CONFIG)
 
 
-def init_ray(dashboard: bool = True) -> None:
-    """Join the cluster in RAY_ADDRESS, or start a local one (dashboard on 127.0.0.1:8265)."""
+def init_ray(cfg: FreshvecConfig, dashboard: bool = True) -> None:
+    """Join the cluster in RAY_ADDRESS, or start a local one (dashboard on 127.0.0.1:8265).
+
+    A local cluster first clears what a killed run left on http.port (cluster/leftovers.py).
+    """
     import ray
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     if os.environ.get("RAY_ADDRESS"):
         ray.init(address=os.environ["RAY_ADDRESS"], namespace="freshvec")
-    else:
-        os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a loopback-only dev cluster
-        ray_env.apply()
-        ray.init(include_dashboard=dashboard, dashboard_host="127.0.0.1", namespace="freshvec")
+        return
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a loopback-only dev cluster
+    folder = ray_env.apply_local(cfg.http.port)
+    for line in leftovers.clear_port(cfg.http.host, cfg.http.port, folder, "http.port"):
+        print(f"freshvec: {line}", flush=True)
+    ray.init(include_dashboard=dashboard, dashboard_host="127.0.0.1", namespace="freshvec")
 
 
 def cmd_produce(args) -> None:
@@ -64,34 +74,96 @@ def _status_line(cfg: FreshvecConfig) -> str:
             "(last minute)")
 
 
-def cmd_run(args) -> None:
-    from ray import serve
+def _records_done(supervisor) -> int:
+    """Records the consumers finished (written to Weaviate or dead-lettered) since they started."""
+    import ray
 
+    calls = [handle.stats.remote() for handle in supervisor.consumers().values()]
+    ready, _ = ray.wait(calls, num_returns=len(calls), timeout=2)
+    total = 0
+    for ref in ready:
+        try:
+            total += ray.get(ref)["consumed"]
+        except Exception:  # restarting: counted again once it is back
+            pass
+    return total
+
+
+def _stop_gracefully(supervisor, consumers_s: float) -> None:
+    """Consumers finish their batch and commit (killed after `consumers_s`), then Ray stops.
+
+    Nothing is lost either way: what a consumer did not commit is read again by the next run. Ray's
+    shutdown ends Serve with the cluster, its HAProxy included; serve.shutdown() first would only add
+    its draining. A second Ctrl-C skips to stopping Ray.
+    """
+    import ray
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        if supervisor is not None:
+            supervisor.stop(timeout_s=consumers_s)
+    except KeyboardInterrupt:
+        print("freshvec: second Ctrl-C, stopping Ray now", flush=True)
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ray must not be interrupted half-way
+        ray.shutdown()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def _raise_interrupt(*_) -> None:
+    raise KeyboardInterrupt
+
+
+def cmd_run(args) -> None:
     from cluster.pipeline import deploy_serve, start_pipeline
 
     cfg = _config(args.config)
-    init_ray()
-    info = deploy_serve(cfg)
-    supervisor = start_pipeline(cfg, info)
-    print(f"freshvec: running; model {info.model} ({info.dim} dims); topics {cfg.kafka.topics} -> "
-          f"Weaviate {cfg.weaviate.collection}; HTTP on http://{cfg.http.host}:{cfg.http.port}; Ctrl-C stops",
-          flush=True)
-    if args.produce_demo:
-        from cluster.corpus import demo_documents
-        from cluster.producer import produce
-
-        threading.Thread(target=produce, args=(cfg, demo_documents(args.produce_demo)),
-                         kwargs={"rate": args.rate, "total": args.produce_demo}, daemon=True).start()
-    stopping = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    init_ray(cfg)
+    supervisor, reached = None, None
+    started = time.monotonic()
+    # After ray.init, which installs its own SIGTERM handler: `kill` stops as cleanly as Ctrl-C. SIGINT
+    # explicitly too: a shell starts background jobs with it ignored, which Python would keep.
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    signal.signal(signal.SIGINT, _raise_interrupt)
     try:
-        while not stopping.wait(args.status_interval):
-            print(f"[{time.strftime('%H:%M:%S')}] {_status_line(cfg)}", flush=True)
+        info = deploy_serve(cfg)
+        supervisor = start_pipeline(cfg, info)
+        print(f"freshvec: running; model {info.model} ({info.dim} dims); topics {cfg.kafka.topics} -> "
+              f"Weaviate {cfg.weaviate.collection}; HTTP on http://{cfg.http.host}:{cfg.http.port}; Ctrl-C stops",
+              flush=True)
+        if args.produce_demo:
+            from cluster.corpus import demo_documents
+            from cluster.producer import produce
+
+            threading.Thread(target=produce, args=(cfg, demo_documents(args.produce_demo)),
+                             kwargs={"rate": args.rate, "total": args.produce_demo}, daemon=True).start()
+        last_status = time.monotonic()
+        while True:
+            time.sleep(min(1.0, args.status_interval))
+            now = time.monotonic()
+            if now - last_status >= args.status_interval:
+                print(f"[{time.strftime('%H:%M:%S')}] {_status_line(cfg)}", flush=True)
+                last_status = now
+            if args.stop_after_docs and _records_done(supervisor) >= args.stop_after_docs:
+                reached = True
+                break
+            if args.stop_after_s and now - started >= args.stop_after_s:
+                reached = not args.stop_after_docs
+                break
+        print(f"[{time.strftime('%H:%M:%S')}] {_status_line(cfg)}", flush=True)
     except KeyboardInterrupt:
         pass
-    print("freshvec: stopping (finishing in-flight batches) ...", flush=True)
-    supervisor.stop()
-    serve.shutdown()
+    except BaseException:  # e.g. Kafka unreachable at start: still leave nothing running
+        _stop_gracefully(supervisor, consumers_s=4.0)
+        raise
+    done = _records_done(supervisor) if supervisor is not None else 0
+    print(f"freshvec: stopping ({done} records written or dead-lettered by this run; consumers get 4 s to "
+          "finish their batch) ...", flush=True)
+    t0 = time.monotonic()
+    _stop_gracefully(supervisor, consumers_s=4.0)
+    print(f"freshvec: stopped in {time.monotonic() - t0:.1f} s", flush=True)
+    if reached is False:
+        raise RunIncomplete(f"{done} of {args.stop_after_docs} records done within {args.stop_after_s:.0f} s")
 
 
 def cmd_status(args) -> None:
@@ -125,40 +197,66 @@ def cmd_cluster_yaml(args) -> None:
 
 
 def cmd_demo(args) -> None:
+    import ray
+
     from deploy.local import stack
 
     stack.up()
     cfg = _config(args.config)
-    init_ray(dashboard=False)
+    init_ray(cfg, dashboard=False)
     from cluster.demo import run_demo
 
-    run_demo(cfg, args.n)
+    try:
+        run_demo(cfg, args.n)
+    finally:
+        ray.shutdown()
 
 
-def main(argv: list[str] | None = None) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def _config_option(parser: argparse.ArgumentParser, default) -> None:
+    parser.add_argument("-c", "--config", default=default,
+                        help=f"YAML config (default: $FRESHVEC_CONFIG or {DEFAULT_CONFIG})")
+
+
+def _env_number(name: str, kind: type):
+    value = os.environ.get(name)
+    return kind(value) if value else None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser; -c/--config is accepted before the subcommand and after it."""
     parser = argparse.ArgumentParser(prog="freshvec", description=__doc__)
-    parser.add_argument("-c", "--config", help=f"YAML config (default: $FRESHVEC_CONFIG or {DEFAULT_CONFIG})")
+    _config_option(parser, None)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    p = commands.add_parser("produce", help="send events from a JSONL file, stdin or the demo corpus")
+    def command(name: str, **kwargs) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, **kwargs)
+        _config_option(sub, argparse.SUPPRESS)  # SUPPRESS: a -c given before the subcommand stays
+        return sub
+
+    p = command("produce", help="send events from a JSONL file, stdin or the demo corpus")
     p.add_argument("file", nargs="?", help="JSONL file ('-' or nothing: stdin)")
     p.add_argument("--demo", type=int, metavar="N", help="send N paragraphs of the built-in demo corpus")
     p.add_argument("--topic", help="topic (default: the first of kafka.topics)")
     p.add_argument("--rate", type=float, help="events per second (default: as fast as possible)")
     p.set_defaults(func=cmd_produce)
 
-    p = commands.add_parser("run", help="run Ray, Serve and the consumers on a config until Ctrl-C")
+    p = command("run", help="run Ray, Serve and the consumers on a config until Ctrl-C")
     p.add_argument("--produce-demo", type=int, metavar="N", help="also send N demo documents once running")
     p.add_argument("--rate", type=float, default=50.0, help="rate of --produce-demo, events/s (default 50)")
-    p.add_argument("--status-interval", type=float, default=10.0)
+    p.add_argument("--status-interval", type=float, default=10.0, metavar="S",
+                   help="seconds between status lines (default 10)")
+    p.add_argument("--stop-after-docs", type=int, metavar="N", default=_env_number("FRESHVEC_STOP_AFTER_DOCS", int),
+                   help="stop once the consumers finished N records (default: $FRESHVEC_STOP_AFTER_DOCS, or never)")
+    p.add_argument("--stop-after-s", type=float, metavar="S", default=_env_number("FRESHVEC_STOP_AFTER_S", float),
+                   help="stop after S seconds; with --stop-after-docs, fail when N were not reached by then "
+                        "(default: $FRESHVEC_STOP_AFTER_S, or never)")
     p.set_defaults(func=cmd_run)
 
-    p = commands.add_parser("status", help="consumers, lag, freshness, throughput, DLQ and Serve replicas")
+    p = command("status", help="consumers, lag, freshness, throughput, DLQ and Serve replicas")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_status)
 
-    p = commands.add_parser("cluster-yaml", help="write a `ray up` config for one region")
+    p = command("cluster-yaml", help="write a `ray up` config for one region")
     p.add_argument("--region", required=True, help="a key of the config's regions:")
     p.add_argument("--provider", required=True, choices=["aws", "gcp"])
     p.add_argument("--cloud-region", help="the cloud's region name (default: the region's name)")
@@ -166,15 +264,21 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("-o", "--output", help="file to write (default: stdout)")
     p.set_defaults(func=cmd_cluster_yaml)
 
-    p = commands.add_parser("demo", help="local stack up, demo corpus in, print count, freshness and a search")
+    p = command("demo", help="local stack up, demo corpus in, print count, freshness and a search")
     p.add_argument("-n", type=int, default=300, help="documents to ingest (default 300)")
     p.set_defaults(func=cmd_demo)
+    return parser
 
-    args = parser.parse_args(argv)
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("kafka").setLevel(logging.WARNING)  # kafka-python logs every admin connection
+    args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except ConfigError as exc:
-        sys.exit(f"freshvec: config error: {exc}")
+    except FreshvecError as exc:  # one line, no traceback: what failed and what to do
+        print(f"freshvec: {'config error: ' if isinstance(exc, ConfigError) else ''}{exc}", file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

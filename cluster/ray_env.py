@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import MutableMapping
+from pathlib import Path
 
 ENV = {
     # Ray starts its workers at niceness 15, below Kafka and Weaviate on the same node: under load
@@ -37,3 +38,29 @@ def apply(environ: MutableMapping[str, str] = os.environ) -> None:
 def shell_prefix() -> str:
     """`KEY=value ...` for the front of a `ray start` command line."""
     return " ".join(f"{key}={value}" for key, value in ENV.items())
+
+
+def haproxy_dir(http_port: int) -> Path:
+    """Where a local run's HAProxy keeps its config and sockets: one folder per HTTP port.
+
+    Serve's default, /tmp/haproxy-serve, is shared by every cluster on the machine; a folder of the
+    run's own lets two runs coexist and lets the next run recognise a dead one's HAProxy
+    (cluster/leftovers.py).
+    """
+    return Path("/tmp") / f"freshvec-haproxy-{http_port}"
+
+
+def apply_local(http_port: int, environ: MutableMapping[str, str] = os.environ) -> Path:
+    """`apply`, plus what only a cluster this process starts for itself wants; returns haproxy_dir."""
+    apply(environ)
+    folder = haproxy_dir(http_port)
+    folder.mkdir(exist_ok=True)
+    for key, name in (("RAY_SERVE_HAPROXY_CONFIG_FILE_LOC", "haproxy.cfg"), ("RAY_SERVE_HAPROXY_SOCKET_PATH", "admin.sock"),
+                      ("RAY_SERVE_HAPROXY_SERVER_STATE_BASE", ""), ("RAY_SERVE_HAPROXY_SERVER_STATE_FILE", "server-state"),
+                      ("RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH", "metrics.sock")):
+        environ.setdefault(key, str(folder / name) if name else str(folder))
+    # A stopping replica keeps serving 30 s so that outside load balancers can drop it; a local run's
+    # only balancer is its own HAProxy, and Ctrl-C would wait those 30 s.
+    environ.setdefault("RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S", "1")
+    environ.setdefault("RAY_SERVE_PROXY_MIN_DRAINING_PERIOD_S", "1")
+    return folder

