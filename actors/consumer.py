@@ -15,6 +15,7 @@ batches are held while Weaviate is slow or away.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import gc
 import logging
@@ -30,13 +31,14 @@ import ray
 from tenacity import Retrying, retry_if_exception, wait_exponential_jitter
 
 from actors.freshness import FreshnessWindow
+from actors.isolation import split_refused
 from actors.metrics import PipelineMetrics
 from actors.records import Delete, KafkaRecord, Rejected, Upsert, latest_per_key, parse
 from actors.sink import Embedded, WeaviateSink
 from actors.state import ContentStore
 from cluster import kafka_settings
 from cluster.config import FreshvecConfig
-from cluster.errors import EmbedError, TransientError
+from cluster.errors import EmbedError, EmbedRejected, RecordRejected, TransientError, WriteRejected
 
 log = logging.getLogger("freshvec.consumer")
 
@@ -44,6 +46,8 @@ POLL_TIMEOUT_S = 0.1
 # librdkafka prefetches in the background; at most this much per partition, so while Weaviate is
 # away the backlog stays in Kafka, not in this process (its default is 64 MB).
 PREFETCH_KBYTES = 1024
+# Embedded when the embedder refuses a lone text: if this passes, the embedder works and the text is poison.
+PROBE_TEXT = "freshvec probe: the embedder answers"
 
 
 def _rss_mb() -> float:
@@ -72,6 +76,20 @@ class _Batch:
         return [u for u in self.upserts if self.cached[u.key] is None]
 
 
+def is_refusal(exc: BaseException) -> bool:
+    """Did the embedder's own code raise (a refusal of these texts), rather than Serve or Ray fail to
+    reach it (away, restarting, overloaded, slow: retried without limit)? Serve's gRPC mode raises the
+    replica's exception as it is; its other modes wrap it in RayTaskError."""
+    import grpc
+    from ray.exceptions import RayError, RayTaskError
+    from ray.serve.exceptions import RayServeException
+
+    if isinstance(exc, RayTaskError):
+        return True
+    return not isinstance(exc, (RayError, RayServeException, grpc.RpcError, OSError, TimeoutError,
+                                concurrent.futures.CancelledError))
+
+
 def actor_name(topic: str, partition: int) -> str:
     """What the Ray dashboard and `ray list actors` show for a consumer."""
     return f"consumer:{topic}:{partition}"
@@ -97,6 +115,10 @@ class PartitionConsumer:
         self.client_rack = (zone_racks or {}).get(zone)
         self.metrics = PipelineMetrics(self.region, topic, partition)
         self.lag: int | None = None
+        # The failure the partition is stuck on, while it is: offset, error, attempts, since (epoch s).
+        self.stuck: dict | None = None
+        self._acked: int | None = None  # the offset after the last record Weaviate (or the DLQ) confirmed
+        self._writing = False  # the writer is on a batch
         self._position = None  # (consumer, partition) of the current session, for lag updates
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=actor_name(topic, partition), daemon=True)
@@ -110,6 +132,7 @@ class PartitionConsumer:
             "node_id": ctx.get_node_id(), "labels": ctx.get_node_labels(),
             "committed": self.committed, "lag": self.lag, **self.counters, **self.freshness.percentiles(),
             "throughput_eps": self.freshness.rate(), "pid": os.getpid(), "rss_mb": _rss_mb(),
+            "stuck": {**self.stuck, "for_s": round(time.time() - self.stuck["since"], 1)} if self.stuck else None,
         }
 
     def drain_latencies(self) -> list[float]:
@@ -127,8 +150,9 @@ class PartitionConsumer:
         while not self._stop.is_set():
             try:
                 self._session()
-            except Exception:  # anything unforeseen: start over from the committed offset
+            except Exception as exc:  # anything unforeseen: start over from the committed offset
                 log.exception("%s: restarting from the committed offset", actor_name(self.topic, self.partition))
+                self._note_failure(exc)
                 self.state = "recovering"
                 self._stop.wait(1.0)
 
@@ -148,7 +172,7 @@ class PartitionConsumer:
         })
         dlq = Producer({**kafka_settings.producer_config(kafka), "logger": log})
         sink = WeaviateSink(self.cfg.weaviate, self.model, self.dim)
-        self._acked = None  # the offset after the last record Weaviate (or the DLQ) confirmed; set by the writer
+        self._acked = None  # set by the writer
         self._session_token = token = object()  # a writer left over from a failed session must not set it
         jobs: queue.Queue[_Batch] = queue.Queue(maxsize=1)
         failed: list[BaseException] = []
@@ -168,7 +192,7 @@ class PartitionConsumer:
             start = self.committed if self.committed is not None else OFFSET_BEGINNING
             consumer.assign([TopicPartition(self.topic, self.partition, start)])
             self._freeze_gc()
-            writer = threading.Thread(target=self._write_loop, args=(jobs, handle, sink, failed, closing, token),
+            writer = threading.Thread(target=self._write_loop, args=(jobs, handle, sink, dlq, failed, closing, token),
                                       name=f"{actor_name(self.topic, self.partition)}:writer", daemon=True)
             writer.start()
             self.state = "running"
@@ -178,6 +202,8 @@ class PartitionConsumer:
                 records = self._next_batch(consumer)
                 if records:
                     self._hand_over(jobs, self._prepare(records, handle, dlq), failed, consumer, tp)
+                elif self.stuck is not None and jobs.empty() and not self._writing:
+                    self._clear_failure()  # quiet, and nothing failing in flight
                 acked = self._acked
                 interval_s = self.cfg.pipeline.commit_interval_ms / 1000
                 if acked is not None and acked != self.committed and (
@@ -239,7 +265,7 @@ class PartitionConsumer:
                     self._update_lag(consumer, tp)
                     last_lag = time.monotonic()
 
-    def _write_loop(self, jobs: queue.Queue, handle, sink: WeaviateSink, failed: list,
+    def _write_loop(self, jobs: queue.Queue, handle, sink: WeaviateSink, dlq, failed: list,
                     closing: threading.Event, token: object) -> None:
         """The writer: batches in poll order; an error ends the session, which restarts from the commit."""
         while not closing.is_set():
@@ -247,13 +273,17 @@ class PartitionConsumer:
                 batch = jobs.get(timeout=0.1)
             except queue.Empty:
                 continue
+            self._writing = True
             try:
-                self._finish(batch, handle, sink)
+                self._finish(batch, handle, sink, dlq)
             except BaseException as exc:  # noqa: BLE001 - handed to the poll thread, which raises it
                 failed.append(exc)
                 return
+            finally:
+                self._writing = False
             if self._session_token is token:
                 self._acked = batch.records[-1].offset + 1
+                self._clear_failure()
 
     def _freeze_gc(self) -> None:
         """Leave start-up's objects out of every later garbage collection, as Serve does for replicas.
@@ -318,46 +348,123 @@ class PartitionConsumer:
             batch.started = time.perf_counter()
         return batch
 
-    def _finish(self, batch: _Batch, handle, sink: WeaviateSink) -> None:
-        """Writer thread: wait for the vectors, write, then count and remember what Weaviate confirmed."""
+    def _finish(self, batch: _Batch, handle, sink: WeaviateSink, dlq) -> None:
+        """Writer thread: wait for the vectors, write, then count and remember what Weaviate confirmed.
+
+        A record that a service refuses for what it is (not for being away) is isolated from its batch
+        and dead-lettered with the step and the error; the rest of the batch lands.
+        """
         to_embed = batch.to_embed
-        texts = [u.text for u in to_embed]
-        sent = [batch.response] if batch.response is not None else []
-
-        def embed() -> np.ndarray:  # the call sent at poll time first, a new one on each retry
-            return self._embed(handle, texts, sent.pop() if sent else None)
-
-        vectors = self._retry(embed, target="serve") if texts else []
+        fresh, refused = self._embed_isolating(handle, to_embed, batch.response, batch.started) if to_embed else ({}, {})
         t1 = time.perf_counter()
-        if texts:
-            self.metrics.stage("embed", len(texts), t1 - batch.started)
-        fresh = dict(zip((u.key for u in to_embed), vectors))
         items = [Embedded(u, batch.cached[u.key] if batch.cached[u.key] is not None else fresh[u.key])
-                 for u in batch.upserts]
-
-        self._retry(sink.write, items, batch.deletes, target="weaviate")
+                 for u in batch.upserts if u.key not in refused]
+        written, rejected = self._write_isolating(sink, items, batch.deletes)
         self.metrics.stage("upsert", len(items) + len(batch.deletes), time.perf_counter() - t1)
+
+        by_offset = {r.offset: r for r in batch.records}
+        dead = [Rejected.of(by_offset[u.source.offset], "embed_failed", detail, "embed")
+                for u in to_embed if (detail := refused.get(u.key))]
+        dead += [Rejected.of(by_offset[e.op.source.offset], "write_rejected", detail, "write")
+                 for e, detail in rejected]
+        if dead and self._stop.is_set():  # tries cut short: not acknowledged, the next run judges again
+            raise TransientError(f"stopping with {len(dead)} refused records not yet dead-lettered")
+        if dead:
+            self._retry(self._dead_letter, dlq, dead, wrap=TransientError, target="kafka")
+
         ack_ms = time.time() * 1000
-        latencies = [ack_ms - r.timestamp for r, op in zip(batch.records, batch.ops) if not isinstance(op, Rejected)]
+        failed_offsets = {d.source.offset for d in dead}
+        latencies = [ack_ms - r.timestamp for r, op in zip(batch.records, batch.ops)
+                     if not isinstance(op, Rejected) and r.offset not in failed_offsets]
         self.freshness.add(latencies)
         self._recent.extend(latencies)
         self.metrics.observe_freshness(latencies)
-        for item in items:
+        for item in written:
             self._store.remember(item.op.key, item.op.text, item.vector)
         for d in batch.deletes:
             self._store.forget(d.key)
-        counts = {"consumed": len(batch.records), "upserted": len(items), "deleted": len(batch.deletes),
-                  "embedded": len(texts), "skipped_unchanged": len(batch.upserts) - len(texts)}
+        counts = {"consumed": len(batch.records), "upserted": len(written), "deleted": len(batch.deletes),
+                  "embedded": len(to_embed) - len(refused), "skipped_unchanged": len(batch.upserts) - len(to_embed)}
         for outcome, n in counts.items():
             self.counters[outcome] += n
             self.metrics.count(outcome, n)
         self.counters["batches"] += 1
 
+    def _attempts(self, fn, *args, target: str):
+        """`_retry` (transient errors without limit), plus `pipeline.poison_attempts` tries of a
+        RecordRejected, with back-off: a refusal that repeats is the record's doing."""
+        for attempt in range(1, self.cfg.pipeline.poison_attempts + 1):
+            try:
+                return self._retry(fn, *args, target=target)
+            except RecordRejected as exc:
+                if attempt == self.cfg.pipeline.poison_attempts or self._stop.is_set():
+                    raise
+                self._note_failure(exc)
+                self.metrics.retry(target)
+                self._stop.wait(min(0.1 * 2 ** attempt, self.cfg.pipeline.retry_max_backoff_s))
+
+    def _embed_isolating(self, handle, upserts: list[Upsert], response, started: float):
+        """(vectors by key, error by refused key). A refused batch is split in halves until each refused
+        text is alone; a lone refused text is poison only if the embedder then embeds PROBE_TEXT, so
+        an embedder that refuses everything is retried as unavailable, never dead-letters a stream."""
+        sent = [response] if response is not None else []
+
+        def embed(group) -> np.ndarray:  # the call sent at poll time first, a new one after
+            texts = [u.text for u in group]
+            if group is upserts:  # the whole batch: a refusal is tried again a few times first
+                return self._attempts(lambda: self._embed(handle, texts, sent.pop() if sent else None),
+                                      target="serve")
+            return self._retry(self._embed, handle, texts, target="serve")
+
+        done, refused = split_refused(upserts, embed, EmbedRejected)
+        if refused:
+            self._retry(self._probe, handle, target="serve")
+        self.metrics.stage("embed", len(upserts), time.perf_counter() - started)
+        vectors = {u.key: v for group, out in done for u, v in zip(group, out)}
+        return vectors, {u.key: str(exc) for u, exc in refused}
+
+    def _probe(self, handle) -> None:
+        try:
+            self._embed(handle, [PROBE_TEXT])
+        except EmbedRejected as exc:
+            raise EmbedError(f"the embedder refuses even a plain text: {exc}") from exc
+
+    def _write_isolating(self, sink: WeaviateSink, items: list[Embedded], deletes: list[Delete]):
+        """(items written, [(item, error)] that Weaviate refuses). Weaviate names the objects of a batch
+        it refused (the others are written); each is written alone again, `poison_attempts` tries in
+        all, and dead-lettered with its own error when it is refused every time."""
+        try:
+            self._retry(sink.write, items, deletes, False, target="weaviate")
+            return items, []
+        except WriteRejected as exc:
+            refusal, pending = exc, dict(exc.errors)
+        for attempt in range(2, self.cfg.pipeline.poison_attempts + 1):
+            if self._stop.is_set():
+                break
+            self._note_failure(refusal)
+            self.metrics.retry("weaviate")
+            self._stop.wait(min(0.1 * 2 ** attempt, self.cfg.pipeline.retry_max_backoff_s))
+            for i in list(pending):
+                try:
+                    self._retry(sink.write, [items[i]], [], True, target="weaviate")
+                    del pending[i]
+                except WriteRejected as alone:
+                    pending[i] = alone.errors[0]
+            if not pending:
+                break
+        if deletes:  # the refused write came first: the batch's deletes are still to do
+            self._retry(sink.write, [], deletes, target="weaviate")
+        return [item for i, item in enumerate(items) if i not in pending], [(items[i], m) for i, m in pending.items()]
+
     def _embed(self, handle, texts: list[str], response=None) -> np.ndarray:
         """The vectors for `texts`, from `response` when the call was already sent."""
         try:
             vectors = (response if response is not None else handle.embed.remote(texts)).result(timeout_s=30)
-        except Exception as exc:  # Serve down, restarting or slow: all retriable
+        except Exception as exc:
+            if is_refusal(exc):  # the replica's own code raised: these texts (or the model) are refused
+                cause = exc.cause if isinstance(getattr(exc, "cause", None), BaseException) else exc
+                raise EmbedRejected(f"the embedder refused {len(texts)} texts: {type(cause).__name__}: "
+                                    f"{str(cause)[:300]}") from exc
             raise EmbedError(f"embedding {len(texts)} texts failed: {type(exc).__name__}: {exc}") from exc
         if vectors.shape != (len(texts), self.dim):
             raise EmbedError(f"embedder returned shape {vectors.shape}, expected ({len(texts)}, {self.dim})")
@@ -373,7 +480,8 @@ class PartitionConsumer:
                 failed.append(err)
 
         for r in rejected:
-            headers = [("reason", r.reason.encode()), ("detail", r.detail.encode()[:1000]),
+            headers = [("reason", r.reason.encode()), ("step", r.step.encode()),
+                       ("detail", r.detail.encode("utf-8", "backslashreplace")[:1000]),
                        ("source.topic", r.source.topic.encode()),
                        ("source.partition", str(r.source.partition).encode()),
                        ("source.offset", str(r.source.offset).encode())]
@@ -394,7 +502,8 @@ class PartitionConsumer:
         self.counters["dead_lettered"] += len(rejected)
         for r in rejected:
             self.metrics.dead_letter(r.reason)
-            log.warning("%s offset %d -> DLQ: %s (%s)", r.source.topic, r.source.offset, r.reason, r.detail)
+            log.warning("%s offset %d -> DLQ at %s: %s (%s)", r.source.topic, r.source.offset, r.step, r.reason,
+                        r.detail)
 
     def _retry(self, fn, *args, wrap: type[Exception] | None = None, target: str = "kafka"):
         """Call fn until it succeeds or the actor stops; retriable errors back off, others raise."""
@@ -416,6 +525,7 @@ class PartitionConsumer:
                 self._update_lag(*self._position)
             self.counters["retries"] += 1
             self.metrics.retry(target)
+            self._note_failure(retry_state.outcome.exception())
             self.state = "retrying"
             log.warning("%s: %s; retrying", actor_name(self.topic, self.partition), retry_state.outcome.exception())
 
@@ -429,6 +539,21 @@ class PartitionConsumer:
                 result = call()
         self.state = state
         return result
+
+    def _note_failure(self, exc: BaseException) -> None:
+        """Remember what the partition is stuck on, for `freshvec status` and the stuck metric."""
+        offset = self._acked if self._acked is not None else self.committed
+        error = f"{type(exc).__name__}: {exc}"[:500]
+        if self.stuck is None or self.stuck["offset"] != offset:
+            self.stuck = {"offset": offset, "error": error, "attempts": 1, "since": time.time()}
+        else:
+            self.stuck.update(error=error, attempts=self.stuck["attempts"] + 1)
+        self.metrics.set_stuck(time.time() - self.stuck["since"])
+
+    def _clear_failure(self) -> None:
+        if self.stuck is not None:
+            self.stuck = None
+            self.metrics.set_stuck(0.0)
 
     def _log_freshness(self) -> None:
         p = self.freshness.percentiles()

@@ -32,6 +32,8 @@ class PipelineMetrics:
                                     boundaries=BATCH_BOUNDARIES, tag_keys=(*TAGS, "stage"))
         self.stage_ms = Histogram("freshvec_stage_latency_ms", "Latency of embed calls and Weaviate upserts (ms).",
                                   boundaries=LATENCY_BOUNDARIES_MS, tag_keys=(*TAGS, "stage"))
+        self.stuck = Gauge("freshvec_consumer_stuck_seconds",
+                           "How long the partition has failed on the same offset (0 while it flows).", tag_keys=TAGS)
         self.retries = Counter("freshvec_retries", "Retried calls after a transient failure.",
                                tag_keys=(*TAGS, "target"))
 
@@ -53,6 +55,9 @@ class PipelineMetrics:
 
     def retry(self, target: str) -> None:
         self.retries.inc(1, tags={**self.tags, "target": target})
+
+    def set_stuck(self, seconds: float) -> None:
+        self.stuck.set(seconds, tags=self.tags)
 
     def set_lag(self, lag: int) -> None:
         self.lag.set(lag, tags=self.tags)

@@ -60,6 +60,12 @@ class Rejected:
     key: bytes | None = None
     value: bytes | None = None
     headers: list[tuple[str, bytes]] = field(default_factory=list)
+    step: str = "parse"  # where it failed: parse, embed or write; the DLQ header "step"
+
+    @classmethod
+    def of(cls, record: KafkaRecord, reason: str, detail: str, step: str = "parse") -> Rejected:
+        return cls(reason, detail, Source(record.topic, record.partition, record.offset, record.timestamp),
+                   record.key, record.value, list(record.headers or []), step)
 
 
 Operation = Upsert | Delete | Rejected
@@ -89,7 +95,7 @@ def parse(record: KafkaRecord, fmt: EventFormat, max_text_bytes: int) -> Operati
     source = Source(record.topic, record.partition, record.offset, record.timestamp)
 
     def reject(reason: str, detail: str) -> Rejected:
-        return Rejected(reason, detail, source, record.key, record.value, list(record.headers or []))
+        return Rejected.of(record, reason, detail)
 
     if record.key is None or record.key == b"":
         return reject("missing_key", "the record has no key; the key is the document id")
@@ -103,8 +109,8 @@ def parse(record: KafkaRecord, fmt: EventFormat, max_text_bytes: int) -> Operati
         value = json.loads(record.value.decode("utf-8"))
     except UnicodeDecodeError as exc:
         return reject("value_not_utf8", f"the value is not UTF-8: {exc}")
-    except (json.JSONDecodeError, RecursionError) as exc:
-        return reject("value_not_json", f"the value is not JSON: {exc}")
+    except (ValueError, RecursionError) as exc:  # ValueError: also an integer of over 4300 digits
+        return reject("value_not_json", f"the value is not JSON: {str(exc)[:200]}")
     if not isinstance(value, dict):
         return reject("value_not_object", f"the value must be a JSON object, got {type(value).__name__}")
 
@@ -115,6 +121,8 @@ def parse(record: KafkaRecord, fmt: EventFormat, max_text_bytes: int) -> Operati
         return reject("text_not_string", f"{fmt.text_field!r} must be a string, got {type(text).__name__}")
     if not text.strip():
         return reject("empty_text", f"{fmt.text_field!r} is empty")
+    if problem := unicode_problem(text):
+        return reject("invalid_text", f"{fmt.text_field!r} {problem}")
     size = len(text.encode("utf-8"))
     if size > max_text_bytes:
         return reject("text_too_large", f"{fmt.text_field!r} is {size} bytes, the limit is {max_text_bytes}")
@@ -126,6 +134,17 @@ def parse(record: KafkaRecord, fmt: EventFormat, max_text_bytes: int) -> Operati
     return Upsert(key, text, metadata if metadata is not None else {}, source)
 
 
+def unicode_problem(text: str) -> str | None:
+    """Why `text` cannot be stored or embedded, or None: JSON's \\ud800 escapes decode to lone
+    surrogates, which no UTF-8 encoder (the tokenizer's, gRPC's, Weaviate's) accepts."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return (f"is not valid Unicode: a lone surrogate U+{ord(text[exc.start]):04X} at character {exc.start} "
+                "(an unpaired \\ud800-\\udfff escape)")
+    return None
+
+
 def _metadata_problem(metadata, name: str) -> str | None:
     if metadata is None:
         return None
@@ -134,6 +153,8 @@ def _metadata_problem(metadata, name: str) -> str | None:
     if len(metadata) > MAX_METADATA_KEYS:
         return f"{name!r} has {len(metadata)} keys, the limit is {MAX_METADATA_KEYS}"
     for k, v in metadata.items():
+        if problem := unicode_problem(k) or (unicode_problem(v) if isinstance(v, str) else None):
+            return f"{name} key {k[:32]!r} {problem}"
         if len(k.encode("utf-8")) > MAX_METADATA_KEY_BYTES:
             return f"{name!r} key {k[:32]!r}... is longer than {MAX_METADATA_KEY_BYTES} bytes"
         if not isinstance(v, str | int | float | bool):

@@ -8,6 +8,7 @@ as ``SinkError`` (retriable); the consumer then backs off and does not commit.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Sequence
 from contextlib import contextmanager
@@ -17,7 +18,21 @@ import numpy as np
 
 from actors.records import Delete, Upsert, object_id
 from cluster.config import WeaviateConfig
-from cluster.errors import CollectionMismatchError, SinkError
+from cluster.errors import CollectionMismatchError, SinkError, WriteRejected
+
+
+
+def _not_a_refused_batch(record: logging.LogRecord) -> bool:
+    """The client logs each refused object of insert_many with its whole vector (kilobytes per
+    object); the consumer logs each refusal itself, in one line."""
+    return not (isinstance(record.msg, dict) and "errors" in record.msg)
+
+
+logging.getLogger("weaviate-client").addFilter(_not_a_refused_batch)
+
+# Per-object refusals that say Weaviate itself is unwell, not the object: retried without limit.
+SYSTEMIC = ("read-only", "readonly", "context deadline exceeded", "connection", "unavailable", "timeout",
+            "too many requests")
 
 
 @dataclass(frozen=True)
@@ -82,8 +97,14 @@ class WeaviateSink:
         """Create the collection when absent; refuse one that holds another model's vectors."""
         ensure_collection(self.client, self.cfg.collection, self.model, self.dim)
 
-    def write(self, items: Sequence[Embedded], deletes: Sequence[Delete]) -> None:
-        """Write one batch; returns only when Weaviate confirmed every object."""
+    def write(self, items: Sequence[Embedded], deletes: Sequence[Delete], refused_before: bool = False) -> None:
+        """Write one batch; returns only when Weaviate confirmed every object.
+
+        Raises WriteRejected (the other objects are written) when Weaviate refused objects for what
+        they are, SinkError when it failed as a whole or refused objects for its own state: a message
+        that says so, or one message for every object of a batch. `refused_before`: these objects were
+        refused while others were written, so Weaviate works and one message for all is theirs.
+        """
         if self.client is None:
             self.open()
         ingest_ms = int(time.time() * 1000)
@@ -91,16 +112,27 @@ class WeaviateSink:
         with weaviate_errors("write"):
             if items:
                 from weaviate.classes.data import DataObject
+                from weaviate.exceptions import WeaviateInsertManyAllFailedError
 
                 # A batch import with an existing id replaces the object: an upsert.
-                result = collection.data.insert_many([
-                    DataObject(properties=_properties(e.op, self.model, ingest_ms),
-                               uuid=object_id(e.op.source.topic, e.op.key), vector=e.vector.tolist())
-                    for e in items
-                ])
-                if result.has_errors:
-                    first = next(iter(result.errors.values()))
-                    raise SinkError(f"weaviate rejected {len(result.errors)} of {len(items)} objects: {first.message}")
+                try:
+                    result = collection.data.insert_many([
+                        DataObject(properties=_properties(e.op, self.model, ingest_ms),
+                                   uuid=object_id(e.op.source.topic, e.op.key), vector=e.vector.tolist())
+                        for e in items
+                    ])
+                    errors = {i: e.message for i, e in result.errors.items()}
+                    distinct = len(set(errors.values()))
+                except WeaviateInsertManyAllFailedError as exc:  # the client names no object then
+                    errors = dict.fromkeys(range(len(items)), str(exc))
+                    distinct = str(exc).count("\n") + 1  # it lists each distinct message on a line
+                if errors:
+                    first = next(iter(errors.values()))
+                    message = f"weaviate rejected {len(errors)} of {len(items)} objects: {first}"
+                    same_for_all = len(items) > 1 and len(errors) == len(items) and distinct == 1
+                    if (same_for_all and not refused_before) or any(m in first.lower() for m in SYSTEMIC):
+                        raise SinkError(message)  # Weaviate's state, not these objects: retried without limit
+                    raise WriteRejected(message, errors)
             if deletes:
                 from weaviate.classes.query import Filter
 

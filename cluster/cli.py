@@ -64,14 +64,16 @@ def cmd_produce(args) -> None:
 def _status_line(cfg: FreshvecConfig) -> str:
     from cluster import status
 
-    t = status.collect(cfg)["totals"]
+    report = status.collect(cfg)
+    t = report["totals"]
 
     def ms(v):
         return "-" if v is None else f"{v:.1f} ms"
 
-    return (f"{t['live']}/{t['consumers']} consumers, lag {t['lag']}, {t['throughput_eps']:.1f} ev/s, "
+    line = (f"{t['live']}/{t['consumers']} consumers, lag {t['lag']}, {t['throughput_eps']:.1f} ev/s, "
             f"{t['dlq']} dead-lettered; freshness p50 {ms(t['freshness_p50_ms'])}, p99 {ms(t['freshness_p99_ms'])} "
             "(last minute)")
+    return "\n".join([line] + [f"  stuck: {status.stuck_line(c)}" for c in report["consumers"] if c.get("stuck")])
 
 
 def _records_done(supervisor) -> int:

@@ -135,6 +135,9 @@ class PipelineConfig(BaseModel):
     state_max_keys: PositiveInt = 20_000  # per partition; see actors/state.py
     consumer_num_cpus: float = Field(0.1, ge=0)  # Ray CPUs per consumer actor: it mostly waits on I/O
     retry_max_backoff_s: float = Field(2.0, gt=0)
+    # Tries before a record that Serve or Weaviate refuses for what it is goes to the DLQ (transient
+    # failures, a service away or slow, retry without limit and never dead-letter).
+    poison_attempts: PositiveInt = 3
     freshness_log_interval_s: float = Field(10.0, gt=0)
 
 

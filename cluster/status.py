@@ -24,7 +24,7 @@ def _consumer(region: Region, topic: str, partition: int) -> dict:
     return {**base, "state": s["state"], "node": s["node_id"], "lag": s["lag"],
             "committed": s["committed"], "freshness_p50_ms": s["p50_ms"], "freshness_p99_ms": s["p99_ms"],
             "throughput_eps": s["throughput_eps"], "consumed": s["consumed"], "dlq": s["dead_lettered"],
-            "retries": s["retries"]}
+            "retries": s["retries"], "stuck": s.get("stuck")}
 
 
 def _serve() -> dict:
@@ -72,6 +72,7 @@ def collect(cfg: FreshvecConfig) -> dict:
             "lag": sum(c["lag"] or 0 for c in live),
             "throughput_eps": sum(c["throughput_eps"] for c in live),
             "dlq": sum(c["dlq"] for c in live),
+            "stuck": sum(1 for c in live if c.get("stuck")),
             # Per-partition percentiles: the median of medians, the worst p99.
             "freshness_p50_ms": sorted(p50)[len(p50) // 2] if p50 else None,
             "freshness_p99_ms": max(p99) if p99 else None,
@@ -79,6 +80,14 @@ def collect(cfg: FreshvecConfig) -> dict:
         "serve": _serve(),
         "warnings": [describe_missing(r) for r in regions_without_nodes(all_regions, ray.nodes())],
     }
+
+
+def stuck_line(consumer: dict) -> str:
+    """Which partition, at which offset, for how long, on what error."""
+    s = consumer["stuck"]
+    return (f"{consumer['topic']} partition {consumer['partition']} ({consumer.get('region', '-')}) at offset "
+            f"{s['offset'] if s['offset'] is not None else 'start'} for {s['for_s']:.0f} s, {s['attempts']} "
+            f"attempts: {s['error']}")
 
 
 def render(status: dict) -> str:
@@ -100,4 +109,5 @@ def render(status: dict) -> str:
                  + "".join(f"\n  replica {r['actor_id'][:8]} on node {r['node'][:8]} (pid {r['pid']})"
                            for r in s["replicas"]))
     lines += [f"warning: {w}" for w in status["warnings"]]
+    lines += [f"stuck: {stuck_line(c)}" for c in status["consumers"] if c.get("stuck")]
     return "\n".join(lines)

@@ -16,18 +16,31 @@ from typing import Any, Literal
 
 import numpy as np
 from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPBearer
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 
+from actors.records import unicode_problem
 from cluster.config import FreshvecConfig
 from serve.embedder import DEPLOYMENT_NAME, EmbeddingModel
+
+
+class AsciiJSONResponse(JSONResponse):
+    """JSON with non-ASCII escaped: an error that echoes a client's lone surrogate (valid JSON, not
+    valid Unicode) must still be a 4xx, where Starlette's UTF-8 rendering would fail with a 500."""
+
+    def render(self, content) -> bytes:
+        return json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode("ascii")
+
 
 api = FastAPI(
     title="freshvec",
     description="On-demand embeddings (also OpenAI-compatible) and search over the live index.",
     version="0.1.0",
+    default_response_class=AsciiJSONResponse,
 )
 
 
@@ -105,7 +118,13 @@ async def _problem(request: Request, exc: ProblemError) -> JSONResponse:
                           "code": None}}
     else:
         body = {"detail": exc.message}
-    return JSONResponse(body, status_code=exc.status)
+    return AsciiJSONResponse(body, status_code=exc.status)
+
+
+@api.exception_handler(RequestValidationError)
+async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """FastAPI's 422, rendered so that it survives any input it echoes."""
+    return AsciiJSONResponse({"detail": jsonable_encoder(exc.errors())}, status_code=422)
 
 
 # Declares the bearer scheme in the OpenAPI document; the key itself is checked by `_authorize`.
@@ -138,6 +157,8 @@ class Embedder(EmbeddingModel):
         for i, text in enumerate(texts):
             if not text.strip():
                 raise ProblemError(400, f"{field}[{i}] is empty or only whitespace", field)
+            if problem := unicode_problem(text):
+                raise ProblemError(400, f"{field}[{i}] {problem}", field)
             raw = text.encode("utf-8")
             if len(raw) > self.http.max_text_bytes:
                 if self.http.oversize == "reject":
@@ -184,6 +205,9 @@ class Embedder(EmbeddingModel):
         self._authorize(request)
         if body.k > self.http.max_k:
             raise ProblemError(413, f"k is {body.k}; the limit is {self.http.max_k}", "k")
+        for key, value in (body.filters or {}).items():
+            if problem := unicode_problem(key) or (unicode_problem(value) if isinstance(value, str) else None):
+                raise ProblemError(400, f"filters key {key!r} {problem}", "filters")
         (vector,) = await self.embed(self._checked([body.query], "query"))
         try:
             hits = await asyncio.to_thread(self._near_vector, vector, body.k, body.filters)
@@ -207,7 +231,7 @@ class Embedder(EmbeddingModel):
         except Exception:
             weaviate_ok = False
         body = {"model": self.model_name, "dim": self.dim, "device": self.device, "weaviate": weaviate_ok}
-        return JSONResponse(body, status_code=200 if weaviate_ok else 503)
+        return AsciiJSONResponse(body, status_code=200 if weaviate_ok else 503)
 
     # --- Weaviate -------------------------------------------------------------------
     def _client(self):

@@ -101,22 +101,34 @@ class EmbeddingModel:
         return sum(len(ids) for ids in encoded["input_ids"])
 
     @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.0)
-    async def _embed_batch(self, requests: list[list[str]]) -> list[np.ndarray]:
+    async def _embed_batch(self, requests: list[list[str]]) -> list[np.ndarray | Exception]:
         flat = [text for texts in requests for text in texts]
         # On the replica's event loop, not in a thread: requests that arrive during a forward pass wait
         # in the socket and all join the next batch. A model thread would contend with the loop for
         # the GIL and the cores, and the loop then admits about one request per pass (batches of 1).
-        vectors = self.encode(flat)
+        try:
+            vectors = self.encode(flat)
+        except Exception:  # noqa: BLE001 - one caller's bad text must not fail the others batched with it
+            return [self._encode_alone(texts) for texts in requests]
         out, start = [], 0
         for texts in requests:
             out.append(vectors[start:start + len(texts)])
             start += len(texts)
         return out
 
+    def _encode_alone(self, texts: list[str]) -> np.ndarray | Exception:
+        try:
+            return self.encode(texts)
+        except Exception as exc:  # noqa: BLE001 - handed to this request's caller by `embed`
+            return exc
+
     async def embed(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        return await self._embed_batch(list(texts))
+        result = await self._embed_batch(list(texts))
+        if isinstance(result, Exception):
+            raise result
+        return result
 
     def info(self) -> dict:
         import ray

@@ -84,3 +84,27 @@ def test_latest_per_key_keeps_the_last_operation_in_order():
 def test_object_id_is_deterministic_per_topic_and_key():
     assert object_id("t", "k") == object_id("t", "k")
     assert object_id("t", "k") != object_id("u", "k") != object_id("t", "l")
+
+
+@pytest.mark.parametrize("value, reason, says", [
+    (b'{"text": "\\ud800 lone surrogate"}', "invalid_text", "U+D800 at character 0"),
+    (b'{"text": "ok \\udfff"}', "invalid_text", "U+DFFF at character 3"),
+    (b'{"text": "ok", "metadata": {"\\ud800": "v"}}', "bad_metadata", "not valid Unicode"),
+    (b'{"text": "ok", "metadata": {"k": "v \\udc00"}}', "bad_metadata", "not valid Unicode"),
+    (b'{"text": "ok", "metadata": {"n": ' + b"9" * 5000 + b"}}", "value_not_json", "digits"),
+])
+def test_values_nothing_downstream_can_process_are_rejected_when_parsed(value, reason, says):
+    op = parse(Rec(b"k", value), FMT, 100_000)
+    assert isinstance(op, Rejected) and op.reason == reason and op.step == "parse", op
+    assert says in op.detail
+    op.detail.encode("utf-8")  # the DLQ header: the detail itself must be encodable
+
+
+def test_a_surrogate_pair_escape_is_one_valid_character():
+    op = parse(Rec(b"k", b'{"text": "rocket \\ud83d\\ude80"}'), FMT, 100)
+    assert isinstance(op, Upsert) and op.text == "rocket \U0001F680"
+
+
+def test_nul_and_control_characters_are_valid_text():
+    op = parse(Rec(b"k", j({"text": "nul \x00 bell \x07 inside"})), FMT, 100)
+    assert isinstance(op, Upsert) and "\x00" in op.text
