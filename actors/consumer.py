@@ -127,12 +127,13 @@ class PartitionConsumer:
     # --- called by the supervisor, `freshvec status` and benchmarks ---------------
     def stats(self) -> dict:
         ctx = ray.get_runtime_context()
+        stuck = self.stuck  # one read: the writer thread may clear it meanwhile
         return {
             "topic": self.topic, "partition": self.partition, "state": self.state, "region": self.region,
             "node_id": ctx.get_node_id(), "labels": ctx.get_node_labels(),
             "committed": self.committed, "lag": self.lag, **self.counters, **self.freshness.percentiles(),
             "throughput_eps": self.freshness.rate(), "pid": os.getpid(), "rss_mb": _rss_mb(),
-            "stuck": {**self.stuck, "for_s": round(time.time() - self.stuck["since"], 1)} if self.stuck else None,
+            "stuck": {**stuck, "for_s": round(time.time() - stuck["since"], 1)} if stuck else None,
         }
 
     def drain_latencies(self) -> list[float]:

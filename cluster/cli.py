@@ -118,8 +118,12 @@ def _raise_interrupt(*_) -> None:
 
 def cmd_run(args) -> None:
     from cluster.pipeline import deploy_serve, start_pipeline
+    from cluster.placement import regions
+    from cluster.supervisor import check_services
 
     cfg = _config(args.config)
+    for region in regions(cfg):
+        check_services(region.cfg)
     init_ray(cfg)
     supervisor, reached = None, None
     started = time.monotonic()

@@ -8,7 +8,8 @@
     │   └── WriteRejected        Weaviate refused these objects; carries which and why
     └── TransientError           worth retrying: Serve or Weaviate down or slow (retriable = True)
         ├── EmbedError
-        └── SinkError
+        ├── SinkError
+        └── KafkaUnavailableError  no broker answers (at start: `freshvec run` stops with one line)
 
 The consumer loop reads ``retriable`` to decide between backing off (the offset
 does not move) and stopping with the error. A RecordRejected is tried a few
@@ -57,4 +58,8 @@ class EmbedError(TransientError):
 
 
 class SinkError(TransientError):
+    pass
+
+
+class KafkaUnavailableError(TransientError):
     pass

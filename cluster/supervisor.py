@@ -17,6 +17,7 @@ import ray
 
 from actors.consumer import PartitionConsumer, actor_name
 from cluster.config import FreshvecConfig
+from cluster.errors import KafkaUnavailableError, SinkError
 from cluster.placement import LOCAL, Region, consumer_placement, describe_missing, regions, regions_without_nodes
 
 log = logging.getLogger("freshvec.supervisor")
@@ -25,10 +26,49 @@ NAMESPACE = "freshvec"
 
 
 def kafka_admin(cfg: FreshvecConfig):
+    """A kafka-python admin client; KafkaUnavailableError, naming the brokers, when none answers."""
     from kafka import KafkaAdminClient
+    from kafka.errors import KafkaError
 
     security = {k: v for k, v in cfg.kafka.consumer.items() if k.startswith(("security_", "sasl_", "ssl_"))}
-    return KafkaAdminClient(bootstrap_servers=cfg.kafka.bootstrap_servers, request_timeout_ms=10_000, **security)
+    try:
+        return KafkaAdminClient(bootstrap_servers=cfg.kafka.bootstrap_servers, request_timeout_ms=10_000, **security)
+    except KafkaError as exc:
+        raise KafkaUnavailableError(
+            f"Kafka at {', '.join(cfg.kafka.bootstrap_servers)} does not answer ({type(exc).__name__}); start it "
+            "(make services-up) or fix kafka.bootstrap_servers") from exc
+
+
+def check_services(cfg: FreshvecConfig) -> None:
+    """Fail in seconds, naming the service, when Kafka or Weaviate does not answer (before Ray starts)."""
+    import socket
+
+    from actors.sink import connect
+
+    def reachable(address: str) -> bool:
+        host, _, port = address.rpartition(":")
+        try:
+            socket.create_connection((host.strip("[]"), int(port)), timeout=3).close()
+            return True
+        except (OSError, ValueError):
+            return False
+
+    if not any(reachable(a) for a in cfg.kafka.bootstrap_servers):  # kafka-python would retry for 30 s
+        raise KafkaUnavailableError(
+            f"Kafka at {', '.join(cfg.kafka.bootstrap_servers)} does not answer; start it (make services-up) "
+            "or fix kafka.bootstrap_servers")
+    kafka_admin(cfg).close()
+    try:
+        client = connect(cfg.weaviate)
+        try:
+            ready = client.is_ready()
+        finally:
+            client.close()
+    except Exception:  # the client raises on a refused connection, answers False on a bad status
+        ready = False
+    if not ready:
+        raise SinkError(f"Weaviate at {cfg.weaviate.host}:{cfg.weaviate.http_port} does not answer; start it "
+                        "(make services-up) or fix weaviate.host/http_port")
 
 
 def ensure_topics(cfg: FreshvecConfig) -> None:

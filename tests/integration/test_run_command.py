@@ -201,3 +201,18 @@ def test_a_dead_runs_haproxy_is_stopped(tmp_path):
         if orphan.is_running():
             orphan.kill()
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.mark.parametrize("change, says", [
+    (("127.0.0.1:9092", "127.0.0.1:1"), "freshvec: Kafka at 127.0.0.1:1 does not answer; start it"),
+    (("http_port: 8080", "http_port: 1"), "freshvec: Weaviate at 127.0.0.1:1 does not answer; start it"),
+])
+def test_a_service_that_does_not_answer_is_named_in_one_line(tmp_path, kafka, weaviate_server, change, says):
+    config = tmp_path / "freshvec.yaml"
+    config.write_text(CONFIG.read_text().replace(*change))
+    before = _ray_processes()
+    run = subprocess.run([str(Path(sys.executable).with_name("freshvec")), "run", "-c", str(config)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120, env=_env())
+    assert run.returncode == 2 and says in run.stderr, run.stderr[-2000:]
+    assert "Traceback" not in run.stderr
+    _assert_nothing_left(before)
