@@ -10,11 +10,11 @@ setup:
 
 ## services-up: start the local Kafka broker (127.0.0.1:9092) and Weaviate (8080, gRPC 50051)
 services-up: setup
-	@$(PY) -m deploy.local.stack up
+	@$(PY) -m freshvec.deploy.local.stack up
 
 ## services-down: stop them (data stays in .run/ until `make clean-state`)
 services-down:
-	@if [ -x $(PY) ]; then $(PY) -m deploy.local.stack down; fi
+	@if [ -x $(PY) ]; then $(PY) -m freshvec.deploy.local.stack down; fi
 
 ## test: set up, start the services, run the tests, stop the services; fails when pytest does
 test: services-up

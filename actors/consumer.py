@@ -30,15 +30,16 @@ import numpy as np
 import ray
 from tenacity import Retrying, retry_if_exception, wait_exponential_jitter
 
-from actors.freshness import FreshnessWindow
-from actors.isolation import split_refused
-from actors.metrics import PipelineMetrics
-from actors.records import Delete, KafkaRecord, Rejected, Upsert, latest_per_key, parse
-from actors.sink import Embedded, WeaviateSink
-from actors.state import ContentStore
-from cluster import kafka_settings
-from cluster.config import FreshvecConfig
-from cluster.errors import EmbedError, EmbedRejected, RecordRejected, TransientError, WriteRejected
+from freshvec.actors.freshness import FreshnessWindow
+from freshvec.actors.isolation import split_refused
+from freshvec.actors.metrics import PipelineMetrics
+from freshvec.core.records import Delete, KafkaRecord, Rejected, Upsert, latest_per_key, parse
+from freshvec.core.store import Embedded, WeaviateStore
+from freshvec.actors.state import ContentStore
+from freshvec.core.kafka import CONSUMER, librdkafka, producer_config
+from freshvec.core.config import FreshvecConfig
+from freshvec.core.identity import APP_NAME, DEPLOYMENT_NAME, ModelInfo, consumer_name
+from freshvec.core.errors import EmbedError, EmbedRejected, RecordRejected, TransientError, WriteRejected
 
 log = logging.getLogger("freshvec.consumer")
 
@@ -90,18 +91,14 @@ def is_refusal(exc: BaseException) -> bool:
                                 concurrent.futures.CancelledError))
 
 
-def actor_name(topic: str, partition: int) -> str:
-    """What the Ray dashboard and `ray list actors` show for a consumer."""
-    return f"consumer:{topic}:{partition}"
-
-
 class PartitionConsumer:
     """Consumes exactly one partition; see the module docstring for the guarantees."""
 
-    def __init__(self, cfg: FreshvecConfig, topic: str, partition: int, model: str, dim: int,
+    def __init__(self, cfg: FreshvecConfig, topic: str, partition: int, model: ModelInfo,
                  region: str = "local", zone_label_key: str = "zone", zone_racks: dict[str, str] | None = None):
         self.cfg = cfg
-        self.topic, self.partition, self.model, self.dim = topic, partition, model, dim
+        self.topic, self.partition, self.model = topic, partition, model
+        self.name = consumer_name(region, topic, partition)
         self.state = "starting"
         self.counters = dict(consumed=0, upserted=0, deleted=0, skipped_unchanged=0, dead_lettered=0,
                              embedded=0, retries=0, batches=0)
@@ -121,7 +118,7 @@ class PartitionConsumer:
         self._writing = False  # the writer is on a batch
         self._position = None  # (consumer, partition) of the current session, for lag updates
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=actor_name(topic, partition), daemon=True)
+        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
         self._thread.start()
 
     # --- called by the supervisor, `freshvec status` and benchmarks ---------------
@@ -152,7 +149,7 @@ class PartitionConsumer:
             try:
                 self._session()
             except Exception as exc:  # anything unforeseen: start over from the committed offset
-                log.exception("%s: restarting from the committed offset", actor_name(self.topic, self.partition))
+                log.exception("%s: restarting from the committed offset", self.name)
                 self._note_failure(exc)
                 self.state = "recovering"
                 self._stop.wait(1.0)
@@ -161,18 +158,17 @@ class PartitionConsumer:
         from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
         from ray import serve
 
-        from serve.embedder import APP_NAME, DEPLOYMENT_NAME
-
+        
         kafka = self.cfg.kafka
         tp = TopicPartition(self.topic, self.partition)
         rack = {"client_rack": self.client_rack} if self.client_rack else {}
         consumer = Consumer({
             "bootstrap.servers": ",".join(kafka.bootstrap_servers), "logger": log, "group.id": kafka.group_id,
             "enable.auto.commit": False, "auto.offset.reset": "earliest", "queued.max.messages.kbytes": PREFETCH_KBYTES,
-            **kafka_settings.librdkafka({**kafka.consumer, **rack}, kafka_settings.CONSUMER),
+            **librdkafka({**kafka.consumer, **rack}, CONSUMER),
         })
-        dlq = Producer({**kafka_settings.producer_config(kafka), "logger": log})
-        sink = WeaviateSink(self.cfg.weaviate, self.model, self.dim)
+        dlq = Producer({**producer_config(kafka), "logger": log})
+        sink = WeaviateStore(self.cfg.weaviate, self.model)
         self._acked = None  # set by the writer
         self._session_token = token = object()  # a writer left over from a failed session must not set it
         jobs: queue.Queue[_Batch] = queue.Queue(maxsize=1)
@@ -194,7 +190,7 @@ class PartitionConsumer:
             consumer.assign([TopicPartition(self.topic, self.partition, start)])
             self._freeze_gc()
             writer = threading.Thread(target=self._write_loop, args=(jobs, handle, sink, dlq, failed, closing, token),
-                                      name=f"{actor_name(self.topic, self.partition)}:writer", daemon=True)
+                                      name=f"{self.name}:writer", daemon=True)
             writer.start()
             self.state = "running"
             last_log = last_lag = last_commit = 0.0
@@ -266,7 +262,7 @@ class PartitionConsumer:
                     self._update_lag(consumer, tp)
                     last_lag = time.monotonic()
 
-    def _write_loop(self, jobs: queue.Queue, handle, sink: WeaviateSink, dlq, failed: list,
+    def _write_loop(self, jobs: queue.Queue, handle, sink: WeaviateStore, dlq, failed: list,
                     closing: threading.Event, token: object) -> None:
         """The writer: batches in poll order; an error ends the session, which restarts from the commit."""
         while not closing.is_set():
@@ -349,7 +345,7 @@ class PartitionConsumer:
             batch.started = time.perf_counter()
         return batch
 
-    def _finish(self, batch: _Batch, handle, sink: WeaviateSink, dlq) -> None:
+    def _finish(self, batch: _Batch, handle, sink: WeaviateStore, dlq) -> None:
         """Writer thread: wait for the vectors, write, then count and remember what Weaviate confirmed.
 
         A record that a service refuses for what it is (not for being away) is isolated from its batch
@@ -430,7 +426,7 @@ class PartitionConsumer:
         except EmbedRejected as exc:
             raise EmbedError(f"the embedder refuses even a plain text: {exc}") from exc
 
-    def _write_isolating(self, sink: WeaviateSink, items: list[Embedded], deletes: list[Delete]):
+    def _write_isolating(self, sink: WeaviateStore, items: list[Embedded], deletes: list[Delete]):
         """(items written, [(item, error)] that Weaviate refuses). Weaviate names the objects of a batch
         it refused (the others are written); each is written alone again, `poison_attempts` tries in
         all, and dead-lettered with its own error when it is refused every time."""
@@ -467,8 +463,8 @@ class PartitionConsumer:
                 raise EmbedRejected(f"the embedder refused {len(texts)} texts: {type(cause).__name__}: "
                                     f"{str(cause)[:300]}") from exc
             raise EmbedError(f"embedding {len(texts)} texts failed: {type(exc).__name__}: {exc}") from exc
-        if vectors.shape != (len(texts), self.dim):
-            raise EmbedError(f"embedder returned shape {vectors.shape}, expected ({len(texts)}, {self.dim})")
+        if vectors.shape != (len(texts), self.model.dim):
+            raise EmbedError(f"embedder returned shape {vectors.shape}, expected ({len(texts)}, {self.model.dim})")
         return vectors
 
     def _dead_letter(self, dlq, rejected: list[Rejected]) -> None:
@@ -528,7 +524,7 @@ class PartitionConsumer:
             self.metrics.retry(target)
             self._note_failure(retry_state.outcome.exception())
             self.state = "retrying"
-            log.warning("%s: %s; retrying", actor_name(self.topic, self.partition), retry_state.outcome.exception())
+            log.warning("%s: %s; retrying", self.name, retry_state.outcome.exception())
 
         for attempt in Retrying(
             retry=retry_if_exception(lambda e: getattr(e, "retriable", False)),
@@ -560,4 +556,4 @@ class PartitionConsumer:
         p = self.freshness.percentiles()
         if p["p50_ms"] is not None:
             log.info("%s freshness p50 %.1f ms p99 %.1f ms over %d records in the last 60 s",
-                     actor_name(self.topic, self.partition), p["p50_ms"], p["p99_ms"], len(self.freshness))
+                     self.name, p["p50_ms"], p["p99_ms"], len(self.freshness))

@@ -24,7 +24,7 @@ import uuid
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench.common import drop_run_state, write_json  # noqa: E402
-from cluster.config import FreshvecConfig, load_config, parse_config  # noqa: E402
+from freshvec.core.config import FreshvecConfig, load_config, parse_config  # noqa: E402
 
 
 def chaos_config() -> FreshvecConfig:
@@ -107,7 +107,7 @@ def truth_from_topic(cfg: FreshvecConfig) -> dict[str, str]:
 
 
 def weaviate_state(cfg: FreshvecConfig) -> list[tuple[str, str]]:
-    from actors.sink import connect
+    from freshvec.core.store import connect
 
     client = connect(cfg.weaviate)
     try:
@@ -133,8 +133,8 @@ def compare(truth: dict[str, str], found: list[tuple[str, str]]) -> dict:
 
 def canary_recovery(cfg: FreshvecConfig, started: float, timeout: float = 180) -> float:
     """Send a canary, wait until Weaviate has it, then delete it; seconds since the fault started."""
-    from actors.records import object_id
-    from actors.sink import connect
+    from freshvec.core.records import object_id
+    from freshvec.core.store import connect
 
     topic, key = cfg.kafka.topics[0], f"canary-{uuid.uuid4().hex[:8]}"
     deadline = time.monotonic() + timeout
@@ -181,8 +181,8 @@ def kill_serve_replica() -> None:
 def run(duration_s: float, rate: float, keys: int, pause_s: float, outage_s: float) -> dict:
     import ray
 
-    from cluster.pipeline import deploy_serve, start_pipeline
-    from deploy.local.stack import default_kafka, default_weaviate
+    from freshvec.cluster.pipeline import deploy_serve, start_pipeline
+    from freshvec.deploy.local.stack import default_kafka, default_weaviate
 
     cfg = chaos_config()
     info = deploy_serve(cfg)
@@ -231,7 +231,7 @@ def run(duration_s: float, rate: float, keys: int, pause_s: float, outage_s: flo
 def main() -> None:
     import ray
 
-    from cluster import ray_env
+    from freshvec.cluster import ray_env
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     ray_env.apply()

@@ -37,8 +37,8 @@ def drop_run_state(cfg) -> None:
     (after many runs the idle broker used 14 % of a core for ~800 partitions)."""
     import contextlib
 
-    from actors.sink import connect
-    from cluster.supervisor import kafka_admin
+    from freshvec.core.store import connect
+    from freshvec.cluster.supervisor import kafka_admin
 
     with contextlib.suppress(Exception):  # clean-up must not hide the run's own result or error
         admin = kafka_admin(cfg)

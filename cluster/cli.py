@@ -11,9 +11,9 @@ import threading
 import time
 from pathlib import Path
 
-from cluster import leftovers, ray_env
-from cluster.config import ConfigError, FreshvecConfig, load_config
-from cluster.errors import FreshvecError
+from freshvec.cluster import leftovers, ray_env
+from freshvec.core.config import ConfigError, FreshvecConfig, load_config
+from freshvec.core.errors import FreshvecError
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "deploy" / "local" / "freshvec.yaml"
 
@@ -45,8 +45,8 @@ def init_ray(cfg: FreshvecConfig, dashboard: bool = True) -> None:
 
 
 def cmd_produce(args) -> None:
-    from cluster.corpus import demo_documents
-    from cluster.producer import produce, read_jsonl
+    from freshvec.cluster.corpus import demo_documents
+    from freshvec.cluster.producer import produce, read_jsonl
 
     cfg = _config(args.config)
     if args.demo:
@@ -62,7 +62,7 @@ def cmd_produce(args) -> None:
 
 
 def _status_line(cfg: FreshvecConfig) -> str:
-    from cluster import status
+    from freshvec.cluster import status
 
     report = status.collect(cfg)
     t = report["totals"]
@@ -117,9 +117,9 @@ def _raise_interrupt(*_) -> None:
 
 
 def cmd_run(args) -> None:
-    from cluster.pipeline import deploy_serve, start_pipeline
-    from cluster.placement import regions
-    from cluster.supervisor import check_services
+    from freshvec.cluster.pipeline import deploy_serve, start_pipeline
+    from freshvec.cluster.placement import regions
+    from freshvec.cluster.supervisor import check_services
 
     cfg = _config(args.config)
     for region in regions(cfg):
@@ -138,8 +138,8 @@ def cmd_run(args) -> None:
               f"Weaviate {cfg.weaviate.collection}; HTTP on http://{cfg.http.host}:{cfg.http.port}; Ctrl-C stops",
               flush=True)
         if args.produce_demo:
-            from cluster.corpus import demo_documents
-            from cluster.producer import produce
+            from freshvec.cluster.corpus import demo_documents
+            from freshvec.cluster.producer import produce
 
             threading.Thread(target=produce, args=(cfg, demo_documents(args.produce_demo)),
                              kwargs={"rate": args.rate, "total": args.produce_demo}, daemon=True).start()
@@ -177,7 +177,7 @@ def cmd_status(args) -> None:
 
     import ray
 
-    from cluster import status
+    from freshvec.cluster import status
 
     cfg = _config(args.config)
     logging.getLogger().setLevel(logging.WARNING)
@@ -190,7 +190,7 @@ def cmd_status(args) -> None:
 def cmd_cluster_yaml(args) -> None:
     import yaml
 
-    from cluster.rayup import cluster_yaml, validate
+    from freshvec.cluster.rayup import cluster_yaml, validate
 
     config = cluster_yaml(_config(args.config), args.region, args.provider, args.cloud_region, args.project_id)
     validate(config)
@@ -205,12 +205,12 @@ def cmd_cluster_yaml(args) -> None:
 def cmd_demo(args) -> None:
     import ray
 
-    from deploy.local import stack
+    from freshvec.deploy.local import stack
 
     stack.up()
     cfg = _config(args.config)
     init_ray(cfg, dashboard=False)
-    from cluster.demo import run_demo
+    from freshvec.cluster.demo import run_demo
 
     try:
         run_demo(cfg, args.n)

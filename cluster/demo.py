@@ -7,11 +7,11 @@ import time
 import numpy as np
 import ray
 
-from cluster.config import FreshvecConfig
+from freshvec.core.config import FreshvecConfig
 
 
 def count_objects(cfg: FreshvecConfig) -> int:
-    from actors.sink import connect
+    from freshvec.core.store import connect
 
     client = connect(cfg.weaviate)
     try:
@@ -43,11 +43,11 @@ def run_demo(cfg: FreshvecConfig, n: int, timeout_s: float = 300.0) -> None:
     from ray import serve
     from tqdm import tqdm
 
-    from actors.sink import connect
-    from cluster.corpus import demo_documents
-    from cluster.pipeline import deploy_serve, start_pipeline
-    from cluster.producer import produce
-    from serve.embedder import APP_NAME, DEPLOYMENT_NAME
+    from freshvec.core.store import connect
+    from freshvec.cluster.corpus import demo_documents
+    from freshvec.cluster.pipeline import deploy_serve, start_pipeline
+    from freshvec.cluster.producer import produce
+    from freshvec.core.identity import APP_NAME, DEPLOYMENT_NAME
 
     info = deploy_serve(cfg)
     supervisor = start_pipeline(cfg, info)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import psutil
 
-from cluster.errors import FreshvecError
+from freshvec.core.errors import FreshvecError
 
 
 class PortInUseError(FreshvecError):

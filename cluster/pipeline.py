@@ -8,26 +8,18 @@ consumer starts, so a mismatch stops `freshvec run` with a message.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-
-from cluster.config import FreshvecConfig
-from cluster.supervisor import Supervisor, ensure_topics
+from freshvec.core.config import FreshvecConfig
+from freshvec.core.identity import APP_NAME, ModelInfo
+from freshvec.cluster.supervisor import Supervisor, ensure_topics
 
 log = logging.getLogger("freshvec.pipeline")
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    model: str
-    dim: int
 
 
 def deploy_serve(cfg: FreshvecConfig) -> ModelInfo:
     """Run the Serve application (the embedder with its HTTP routes); wait until it is ready."""
     from ray import serve
 
-    from serve.app import build_app
-    from serve.embedder import APP_NAME
+    from freshvec.serve.app import build_app
 
     serve.start(http_options={"host": cfg.http.host, "port": cfg.http.port})
     handle = serve.run(build_app(cfg), name=APP_NAME, route_prefix="/")
@@ -37,24 +29,21 @@ def deploy_serve(cfg: FreshvecConfig) -> ModelInfo:
 
 def prepare_storage(cfg: FreshvecConfig, info: ModelInfo) -> None:
     """Create (or check) each region's Weaviate collection and Kafka topics."""
-    from actors.sink import connect, ensure_collection
-    from cluster.placement import regions
+    from freshvec.core.store import connect, ensure_collection
+    from freshvec.cluster.placement import regions
 
     checked = set()
     for region in regions(cfg):
         weaviate = region.cfg.weaviate
         if (weaviate.host, weaviate.http_port, weaviate.collection) not in checked:
-            client = connect(weaviate)
-            try:
-                ensure_collection(client, weaviate.collection, info.model, info.dim)
-            finally:
-                client.close()
+            with connect(weaviate) as client:
+                ensure_collection(client, weaviate.collection, info)
             checked.add((weaviate.host, weaviate.http_port, weaviate.collection))
         ensure_topics(region.cfg)
 
 
 def start_pipeline(cfg: FreshvecConfig, info: ModelInfo) -> Supervisor:
     prepare_storage(cfg, info)
-    supervisor = Supervisor(cfg, info.model, info.dim)
+    supervisor = Supervisor(cfg, info)
     supervisor.start()
     return supervisor

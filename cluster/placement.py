@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from cluster.config import FreshvecConfig
+from freshvec.core.config import FreshvecConfig
 
 log = logging.getLogger("freshvec.placement")
 

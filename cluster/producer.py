@@ -7,7 +7,7 @@ import sys
 import time
 from collections.abc import Iterable, Iterator
 
-from cluster.config import FreshvecConfig
+from freshvec.core.config import FreshvecConfig
 
 Event = tuple[str, dict | None]  # (document id, value); a None value is a tombstone (delete)
 
@@ -29,7 +29,7 @@ def make_producer(cfg: FreshvecConfig):
     """A confluent-kafka (librdkafka) producer with the config's producer settings."""
     from confluent_kafka import Producer
 
-    from cluster.kafka_settings import producer_config
+    from freshvec.core.kafka import producer_config
 
     return Producer(producer_config(cfg.kafka))
 

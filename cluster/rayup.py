@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from cluster import ray_env
-from cluster.config import FreshvecConfig
+from freshvec.cluster import ray_env
+from freshvec.core.config import FreshvecConfig
 
 RAY_VERSION = "2.60.0"
 

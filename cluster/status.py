@@ -6,15 +6,16 @@ import json
 
 import ray
 
-from cluster.config import FreshvecConfig
-from cluster.placement import Region, describe_missing, regions, regions_without_nodes
-from cluster.supervisor import NAMESPACE, consumer_name, kafka_admin, partitions
+from freshvec.core.config import FreshvecConfig
+from freshvec.cluster.placement import Region, describe_missing, regions, regions_without_nodes
+from freshvec.cluster.supervisor import kafka_admin, partitions
+from freshvec.core.identity import APP_NAME, DEPLOYMENT_NAME, RAY_NAMESPACE, consumer_name
 
 
 def _consumer(region: Region, topic: str, partition: int) -> dict:
     base = {"topic": topic, "partition": partition, "region": region.name}
     try:
-        handle = ray.get_actor(consumer_name(region, topic, partition), namespace=NAMESPACE)
+        handle = ray.get_actor(consumer_name(region.name, topic, partition), namespace=RAY_NAMESPACE)
     except ValueError:
         return {**base, "state": "missing"}
     try:
@@ -30,7 +31,6 @@ def _consumer(region: Region, topic: str, partition: int) -> dict:
 def _serve() -> dict:
     from ray import serve
 
-    from serve.embedder import APP_NAME, DEPLOYMENT_NAME
 
     try:
         app = serve.status().applications.get(APP_NAME)

@@ -15,15 +15,13 @@ import threading
 
 import ray
 
-from actors.consumer import PartitionConsumer, actor_name
-from cluster.config import FreshvecConfig
-from cluster.errors import KafkaUnavailableError, SinkError
-from cluster.placement import LOCAL, Region, consumer_placement, describe_missing, regions, regions_without_nodes
+from freshvec.actors.consumer import PartitionConsumer
+from freshvec.core.config import FreshvecConfig
+from freshvec.core.identity import RAY_NAMESPACE, ModelInfo, consumer_name
+from freshvec.core.errors import KafkaUnavailableError, SinkError
+from freshvec.cluster.placement import Region, consumer_placement, describe_missing, regions, regions_without_nodes
 
 log = logging.getLogger("freshvec.supervisor")
-
-NAMESPACE = "freshvec"
-
 
 def kafka_admin(cfg: FreshvecConfig):
     """A kafka-python admin client; KafkaUnavailableError, naming the brokers, when none answers."""
@@ -43,7 +41,7 @@ def check_services(cfg: FreshvecConfig) -> None:
     """Fail in seconds, naming the service, when Kafka or Weaviate does not answer (before Ray starts)."""
     import socket
 
-    from actors.sink import connect
+    from freshvec.core.store import is_ready
 
     def reachable(address: str) -> bool:
         host, _, port = address.rpartition(":")
@@ -58,15 +56,7 @@ def check_services(cfg: FreshvecConfig) -> None:
             f"Kafka at {', '.join(cfg.kafka.bootstrap_servers)} does not answer; start it (make services-up) "
             "or fix kafka.bootstrap_servers")
     kafka_admin(cfg).close()
-    try:
-        client = connect(cfg.weaviate)
-        try:
-            ready = client.is_ready()
-        finally:
-            client.close()
-    except Exception:  # the client raises on a refused connection, answers False on a bad status
-        ready = False
-    if not ready:
+    if not is_ready(cfg.weaviate):
         raise SinkError(f"Weaviate at {cfg.weaviate.host}:{cfg.weaviate.http_port} does not answer; start it "
                         "(make services-up) or fix weaviate.host/http_port")
 
@@ -107,13 +97,9 @@ def broker_racks(admin) -> dict[int, str]:
         return {}
 
 
-def consumer_name(region: Region, topic: str, partition: int) -> str:
-    return actor_name(topic, partition) if region.name == LOCAL else f"consumer:{region.name}:{topic}:{partition}"
-
-
 class Supervisor:
-    def __init__(self, cfg: FreshvecConfig, model: str, dim: int, interval_s: float = 2.0):
-        self.cfg, self.model, self.dim, self.interval_s = cfg, model, dim, interval_s
+    def __init__(self, cfg: FreshvecConfig, model: ModelInfo, interval_s: float = 2.0):
+        self.cfg, self.model, self.interval_s = cfg, model, interval_s
         self.regions = regions(cfg)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -129,7 +115,7 @@ class Supervisor:
 
     def consumer_options(self, region: Region, topic: str, partition: int, leader_rack: str | None) -> dict:
         return {
-            "name": consumer_name(region, topic, partition), "namespace": NAMESPACE,
+            "name": consumer_name(region.name, topic, partition), "namespace": RAY_NAMESPACE,
             "get_if_exists": True, "max_restarts": -1, "max_concurrency": 4,
             "num_cpus": self.cfg.pipeline.consumer_num_cpus,
             **consumer_placement(region, leader_rack),
@@ -155,15 +141,15 @@ class Supervisor:
             admin = self._admin(region)
             racks = broker_racks(admin) if region.racks else {}
             for topic, partition, leader in partitions(admin, region.cfg.kafka.topics):
-                name = consumer_name(region, topic, partition)
+                name = consumer_name(region.name, topic, partition)
                 try:
-                    ray.get_actor(name, namespace=NAMESPACE)  # alive or being restarted by Ray
+                    ray.get_actor(name, namespace=RAY_NAMESPACE)  # alive or being restarted by Ray
                     continue
                 except ValueError:  # never started, or dead for good
                     pass
                 options = self.consumer_options(region, topic, partition, racks.get(leader))
                 self._handles[name] = remote_cls.options(**options).remote(
-                    region.cfg, topic, partition, self.model, self.dim, region.name,
+                    region.cfg, topic, partition, self.model, region.name,
                     region.zone_label_key, {zone: rack for rack, zone in region.racks.items()})
                 started.append(name)
                 log.info("started %s", name)

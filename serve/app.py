@@ -23,9 +23,10 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 
-from actors.records import unicode_problem
-from cluster.config import FreshvecConfig
-from serve.embedder import DEPLOYMENT_NAME, EmbeddingModel
+from freshvec.core.records import unicode_problem
+from freshvec.core.config import FreshvecConfig
+from freshvec.core.identity import DEPLOYMENT_NAME
+from freshvec.serve.embedder import EmbeddingModel
 
 
 class AsciiJSONResponse(JSONResponse):
@@ -235,7 +236,7 @@ class Embedder(EmbeddingModel):
 
     # --- Weaviate -------------------------------------------------------------------
     def _client(self):
-        from actors.sink import connect
+        from freshvec.core.store import connect
 
         if self._weaviate is None or not self._weaviate.is_connected():
             self._weaviate = connect(self.cfg.weaviate)
@@ -244,7 +245,7 @@ class Embedder(EmbeddingModel):
     def _near_vector(self, vector: np.ndarray, k: int, filters: dict | None) -> list[SearchHit]:
         from weaviate.classes.query import Filter, MetadataQuery
 
-        from actors.sink import metadata_terms
+        from freshvec.core.store import metadata_terms
 
         client = self._client()
         if not client.collections.exists(self.cfg.weaviate.collection):
@@ -280,10 +281,10 @@ def build_app(cfg: FreshvecConfig):
 
 
 def app_builder(args: dict):
-    """Entry point for `serve run` / `serve deploy` (import_path `serve.app:app_builder`).
+    """Entry point for `serve run` / `serve deploy` (import_path `freshvec.serve.app:app_builder`).
 
     args: {"config": <freshvec YAML>} (default deploy/local/freshvec.yaml).
     """
-    from cluster.config import load_config
+    from freshvec.core.config import load_config
 
     return build_app(load_config(args.get("config", "deploy/local/freshvec.yaml")))

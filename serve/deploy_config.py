@@ -5,7 +5,7 @@ Ray's own schema silently ignores keys it does not know, including removed ones
 config with min_replicas > max_replicas. This loader rejects all of them with
 the dotted path of the key, then validates with Ray's schema.
 
-    python -m serve.deploy_config deploy/serve/freshvec.yaml
+    python -m freshvec.serve.deploy_config deploy/serve/freshvec.yaml
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from cluster.errors import ConfigError
+from freshvec.core.errors import ConfigError
 
 # Keys Ray removed or renamed, with what to write instead.
 RENAMED = {
@@ -73,7 +73,7 @@ def check_serve_config(data: dict) -> Any:
                     raise ConfigError(f"{dwhere}.autoscaling_config: {exc}") from None
         args = app.get("args") or {}
         if "config" in args:  # our builder's freshvec config: validate it too
-            from cluster.config import load_config
+            from freshvec.core.config import load_config
 
             load_config(args["config"])
     try:

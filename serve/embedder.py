@@ -16,10 +16,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from ray import serve
 
-from cluster.config import EmbeddingConfig
+from freshvec.core.config import EmbeddingConfig
 
-APP_NAME = "freshvec"
-DEPLOYMENT_NAME = "Embedder"
 
 
 def pick_device(requested: str, gpu_ids: list) -> str:
@@ -46,7 +44,7 @@ class EmbeddingModel:
         import ray
         import torch
 
-        from serve.model import OnnxMeanPooling, load_sentence_transformer
+        from freshvec.serve.model import OnnxMeanPooling, load_sentence_transformer
 
         self.device = pick_device(cfg.device, ray.get_gpu_ids())
         self.backend = pick_backend(cfg.backend, self.device)

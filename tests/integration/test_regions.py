@@ -51,7 +51,7 @@ def ray_module(cluster):
 
 @pytest.fixture(scope="module")
 def eu_broker(tmp_path_factory):
-    from deploy.local.kafka.broker import KafkaBroker
+    from freshvec.deploy.local.kafka.broker import KafkaBroker
 
     broker = KafkaBroker(port=_free_port(), controller_port=_free_port(),
                          state_dir=tmp_path_factory.mktemp("kafka-eu"))
@@ -62,7 +62,7 @@ def eu_broker(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def serve_config():
-    from cluster.config import parse_config
+    from freshvec.core.config import parse_config
 
     # The embedder stays on the head (role=embed), so removing region nodes never takes it away.
     return parse_config({"http": {"port": _free_port()},
@@ -71,7 +71,7 @@ def serve_config():
 
 @pytest.fixture
 def region_env(serve_app, kafka, eu_broker):
-    from cluster.config import parse_config
+    from freshvec.core.config import parse_config
 
     suffix = uuid.uuid4().hex[:8]
     topic = f"reg-{suffix}"

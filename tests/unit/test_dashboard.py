@@ -4,7 +4,7 @@
 def test_grafana_dashboard_has_a_panel_for_every_metric():
     import json
 
-    from actors import metrics
+    from freshvec.actors import metrics
 
     dashboard = json.load(open("deploy/monitoring/freshvec-grafana.json"))
     exprs = " ".join(t["expr"] for p in dashboard["panels"] for t in p["targets"])

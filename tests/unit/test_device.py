@@ -2,7 +2,7 @@
 
 import pytest
 
-from serve.embedder import pick_backend, pick_device
+from freshvec.serve.embedder import pick_backend, pick_device
 
 
 def test_auto_uses_cuda_only_with_an_assigned_gpu():

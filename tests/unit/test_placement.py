@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from cluster.config import ConfigError, parse_config
-from cluster.placement import LOCAL, consumer_placement, regions, regions_without_nodes
+from freshvec.core.config import ConfigError, parse_config
+from freshvec.cluster.placement import LOCAL, consumer_placement, regions, regions_without_nodes
 
 CFG = parse_config({
     "kafka": {"topics": ["documents"]},

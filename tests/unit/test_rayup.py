@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cluster.config import load_config
-from cluster.rayup import cluster_yaml, validate
+from freshvec.core.config import load_config
+from freshvec.cluster.rayup import cluster_yaml, validate
 
 EXAMPLES = sorted(Path("deploy/ray-up").glob("*.yaml"))
 

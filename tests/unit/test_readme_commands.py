@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from cluster.cli import build_parser
+from freshvec.cluster.cli import build_parser
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from actors.records import Delete, Rejected, Upsert, latest_per_key, object_id, parse
-from cluster.config import EventFormat
+from freshvec.core.records import Delete, Rejected, Upsert, latest_per_key, object_id, parse
+from freshvec.core.config import EventFormat
 
 FMT = EventFormat()
 

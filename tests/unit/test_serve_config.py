@@ -7,8 +7,8 @@ import copy
 import pytest
 import yaml
 
-from cluster.errors import ConfigError
-from serve.deploy_config import check_serve_config, load_serve_config
+from freshvec.core.errors import ConfigError
+from freshvec.serve.deploy_config import check_serve_config, load_serve_config
 
 SHIPPED = "deploy/serve/freshvec.yaml"
 
@@ -20,13 +20,13 @@ def shipped() -> dict:
 def test_shipped_config_passes_and_names_our_builder():
     schema = load_serve_config(SHIPPED)
     app = schema.applications[0]
-    assert app.import_path == "serve.app:app_builder" and app.deployments[0].name == "Embedder"
+    assert app.import_path == "freshvec.serve.app:app_builder" and app.deployments[0].name == "Embedder"
 
 
 def test_builder_in_the_import_path_builds_the_app():
     from ray.serve import Application
 
-    from serve.app import app_builder
+    from freshvec.serve.app import app_builder
 
     assert isinstance(app_builder(shipped()["applications"][0]["args"]), Application)
 

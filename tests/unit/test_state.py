@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from actors.state import ContentStore
+from freshvec.actors.state import ContentStore
 
 
 def test_unchanged_text_returns_the_stored_vector():

@@ -4,7 +4,7 @@ Each broker is independent: its own ports, data dir and cluster id, so several
 can run at once (the region tests run one per region). Data survives
 `stop`/`start`; a fresh state dir gets a fresh cluster.
 
-    python -m deploy.local.kafka.broker start --port 9092 --controller-port 9093
+    python -m freshvec.deploy.local.kafka.broker start --port 9092 --controller-port 9093
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from deploy.local import paths
-from deploy.local.process import ServiceProcess, port_open
+from freshvec.deploy.local import paths
+from freshvec.deploy.local.process import ServiceProcess, port_open
 
 HERE = Path(__file__).resolve().parent
 JVM_FLAGS = [

@@ -3,7 +3,7 @@
 Anonymous access (or API keys when given), no vectorizer modules: freshvec
 supplies every vector itself. Each instance has its own ports and data dir.
 
-    python -m deploy.local.weaviate.server start --http-port 8080 --grpc-port 50051
+    python -m freshvec.deploy.local.weaviate.server start --http-port 8080 --grpc-port 50051
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from pathlib import Path
 
 import httpx
 
-from deploy.local import paths
-from deploy.local.process import ServiceProcess, port_open
+from freshvec.deploy.local import paths
+from freshvec.deploy.local.process import ServiceProcess, port_open
 
 
 @dataclass

@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from cluster.config import EventFormat
+from freshvec.core.config import EventFormat
 
 # Fixed namespace: the same topic and key give the same object id in every process and run.
 FRESHVEC_NAMESPACE = uuid.UUID("6f7c1f0e-5d1c-4e0b-9a57-3f2d0c1e9b11")

@@ -4,16 +4,16 @@ import pytest
 from confluent_kafka import Consumer, KafkaException, Producer
 from kafka import KafkaConsumer, KafkaProducer
 
-from cluster import kafka_settings
+from freshvec.core import kafka as kafka_names
 
 
 @pytest.mark.parametrize("names, kafka_python", [
-    (kafka_settings.CONSUMER, KafkaConsumer), (kafka_settings.PRODUCER, KafkaProducer)])
+    (kafka_names.CONSUMER, KafkaConsumer), (kafka_names.PRODUCER, KafkaProducer)])
 def test_every_accepted_name_is_a_kafka_python_setting(names, kafka_python):
     assert set(names) <= set(kafka_python.DEFAULT_CONFIG)
 
 
-@pytest.mark.parametrize("names, client", [(kafka_settings.CONSUMER, Consumer), (kafka_settings.PRODUCER, Producer)])
+@pytest.mark.parametrize("names, client", [(kafka_names.CONSUMER, Consumer), (kafka_names.PRODUCER, Producer)])
 def test_every_translated_name_is_a_librdkafka_property(names, client):
     unknown = []
     for name in names.values():
@@ -29,9 +29,9 @@ def test_sasl_ssl_settings_translate():
     settings = {"security_protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-512", "sasl_plain_username": "u",
                 "sasl_plain_password": "p", "ssl_cafile": "/ca.pem", "ssl_check_hostname": False,
                 "fetch_max_wait_ms": 100}
-    assert kafka_settings.librdkafka(settings, kafka_settings.CONSUMER) == {
+    assert kafka_names.librdkafka(settings, kafka_names.CONSUMER) == {
         "security.protocol": "SASL_SSL", "sasl.mechanisms": "SCRAM-SHA-512", "sasl.username": "u",
         "sasl.password": "p", "ssl.ca.location": "/ca.pem", "ssl.endpoint.identification.algorithm": "none",
         "fetch.wait.max.ms": 100}
-    assert kafka_settings.librdkafka({"compression_type": None, "acks": 1}, kafka_settings.PRODUCER) == {
+    assert kafka_names.librdkafka({"compression_type": None, "acks": 1}, kafka_names.PRODUCER) == {
         "compression.type": "none", "acks": 1}

@@ -14,8 +14,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PositiveInt, SecretStr, ValidationError, field_validator, model_validator
 
-from cluster import kafka_settings
-from cluster.errors import ConfigError
+from freshvec.core import kafka as kafka_names
+from freshvec.core.errors import ConfigError
 
 _Strict = ConfigDict(extra="forbid", frozen=True)
 
@@ -34,7 +34,7 @@ def _check_client_settings(settings: dict[str, Any], allowed: dict[str, str], wh
     unknown = sorted(set(settings) - set(allowed))
     if unknown:
         raise ValueError(f"unknown {what} setting(s): {', '.join(unknown)} (kafka-python's names that librdkafka "
-                         "also has are accepted; see cluster/kafka_settings.py)")
+                         "also has are accepted; see core/kafka.py)")
     return settings
 
 
@@ -55,12 +55,12 @@ class KafkaConfig(BaseModel):
     @field_validator("consumer")
     @classmethod
     def _consumer(cls, settings: dict[str, Any]) -> dict[str, Any]:
-        return {**CONSUMER_DEFAULTS, **_check_client_settings(settings, kafka_settings.CONSUMER, "consumer")}
+        return {**CONSUMER_DEFAULTS, **_check_client_settings(settings, kafka_names.CONSUMER, "consumer")}
 
     @field_validator("producer")
     @classmethod
     def _producer(cls, settings: dict[str, Any]) -> dict[str, Any]:
-        return {**PRODUCER_DEFAULTS, **_check_client_settings(settings, kafka_settings.PRODUCER, "producer")}
+        return {**PRODUCER_DEFAULTS, **_check_client_settings(settings, kafka_names.PRODUCER, "producer")}
 
 
 class AutoscalingConfig(BaseModel):
@@ -173,7 +173,7 @@ class RegionConfig(BaseModel):
     @field_validator("security")
     @classmethod
     def _security(cls, settings: dict[str, Any]) -> dict[str, Any]:
-        return _check_client_settings(settings, kafka_settings.SECURITY, "security")
+        return _check_client_settings(settings, kafka_names.SECURITY, "security")
 
 
 class FreshvecConfig(BaseModel):

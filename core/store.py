@@ -1,4 +1,4 @@
-"""The Weaviate side of the pipeline: the collection, idempotent upserts and deletes.
+"""The Weaviate store: connection, the collection and its schema, object ids, idempotent writes.
 
 Every write is idempotent (objects are addressed by ``object_id(topic, key)``),
 so a batch that failed halfway is simply written again. Any failure is raised
@@ -16,10 +16,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from actors.records import Delete, Upsert, object_id
-from cluster.config import WeaviateConfig
-from cluster.errors import CollectionMismatchError, SinkError, WriteRejected
-
+from freshvec.core.records import Delete, Upsert, object_id
+from freshvec.core.config import WeaviateConfig
+from freshvec.core.errors import CollectionMismatchError, SinkError, WriteRejected
+from freshvec.core.identity import ModelInfo
 
 
 def _not_a_refused_batch(record: logging.LogRecord) -> bool:
@@ -72,9 +72,11 @@ def metadata_terms(metadata: dict) -> list[str]:
     return [f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in metadata.items()]
 
 
-class WeaviateSink:
-    def __init__(self, cfg: WeaviateConfig, model: str, dim: int):
-        self.cfg, self.model, self.dim = cfg, model, dim
+class WeaviateStore:
+    """One consumer's connection to its collection, opened once and written batch after batch."""
+
+    def __init__(self, cfg: WeaviateConfig, model: ModelInfo):
+        self.cfg, self.model = cfg, model
         self.client = None
         self.collection = None
 
@@ -95,7 +97,7 @@ class WeaviateSink:
 
     def ensure_collection(self) -> None:
         """Create the collection when absent; refuse one that holds another model's vectors."""
-        ensure_collection(self.client, self.cfg.collection, self.model, self.dim)
+        ensure_collection(self.client, self.cfg.collection, self.model)
 
     def write(self, items: Sequence[Embedded], deletes: Sequence[Delete], refused_before: bool = False) -> None:
         """Write one batch; returns only when Weaviate confirmed every object.
@@ -117,7 +119,7 @@ class WeaviateSink:
                 # A batch import with an existing id replaces the object: an upsert.
                 try:
                     result = collection.data.insert_many([
-                        DataObject(properties=_properties(e.op, self.model, ingest_ms),
+                        DataObject(properties=_properties(e.op, self.model.model, ingest_ms),
                                    uuid=object_id(e.op.source.topic, e.op.key), vector=e.vector.tolist())
                         for e in items
                     ])
@@ -157,13 +159,22 @@ def _properties(op: Upsert, model: str, ingest_ms: int) -> dict:
     }
 
 
-def ensure_collection(client, name: str, model: str, dim: int) -> None:
+def is_ready(cfg: WeaviateConfig) -> bool:
+    """Does the server answer and say it is ready?"""
+    try:
+        with connect(cfg) as client:
+            return client.is_ready()
+    except Exception:  # the client raises on a refused connection, answers False on a bad status
+        return False
+
+
+def ensure_collection(client, name: str, model: ModelInfo) -> None:
     from weaviate.classes.config import Configure, DataType, Property, Tokenization
 
-    marker = json.dumps({"freshvec_model": model, "dim": dim}, sort_keys=True)
+    marker = json.dumps({"freshvec_model": model.model, "dim": model.dim}, sort_keys=True)
     with weaviate_errors("collection check"):
         if client.collections.exists(name):
-            _check_collection(client.collections.use(name), name, model, dim)
+            _check_collection(client.collections.use(name), name, model)
             return
         client.collections.create(
             name,
@@ -184,7 +195,8 @@ def ensure_collection(client, name: str, model: str, dim: int) -> None:
         )
 
 
-def _check_collection(collection, name: str, model: str, dim: int) -> None:
+def _check_collection(collection, name: str, info: ModelInfo) -> None:
+    model, dim = info.model, info.dim
     config = collection.config.get()
     try:
         stored = json.loads(config.description or "")

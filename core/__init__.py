@@ -1,0 +1,1 @@
+"""freshvec's shared core."""

@@ -1,0 +1,26 @@
+"""Who is who: the model behind the vectors, and the names by which the parts find each other in Ray.
+
+The consumers call the embedder by its Serve names and the CLI finds the consumers by their actor
+names; both sides import them from here, so neither imports the other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+APP_NAME = "freshvec"  # the Serve application: the embedder and its HTTP routes
+DEPLOYMENT_NAME = "Embedder"
+RAY_NAMESPACE = "freshvec"  # the consumer actors' namespace
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """The model a deployment embeds with, as the embedder reports it; a collection holds one model's vectors."""
+
+    model: str
+    dim: int
+
+
+def consumer_name(region: str, topic: str, partition: int) -> str:
+    """One consumer's name in logs, the Ray dashboard, `ray list actors` and `freshvec status`."""
+    return f"consumer:{region}:{topic}:{partition}"
