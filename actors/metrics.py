@@ -34,6 +34,9 @@ class PipelineMetrics:
                                   boundaries=LATENCY_BOUNDARIES_MS, tag_keys=(*TAGS, "stage"))
         self.stuck = Gauge("freshvec_consumer_stuck_seconds",
                            "How long the partition has failed on the same offset (0 while it flows).", tag_keys=TAGS)
+        self.failed = Gauge("freshvec_consumer_failed",
+                            "1 when the consumer stopped on an error no retry can fix (see freshvec status).",
+                            tag_keys=TAGS)
         self.retries = Counter("freshvec_retries", "Retried calls after a transient failure.",
                                tag_keys=(*TAGS, "target"))
 
@@ -61,3 +64,6 @@ class PipelineMetrics:
 
     def set_lag(self, lag: int) -> None:
         self.lag.set(lag, tags=self.tags)
+
+    def set_failed(self, failed: bool) -> None:
+        self.failed.set(1.0 if failed else 0.0, tags=self.tags)

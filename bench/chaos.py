@@ -109,12 +109,9 @@ def truth_from_topic(cfg: FreshvecConfig) -> dict[str, str]:
 def weaviate_state(cfg: FreshvecConfig) -> list[tuple[str, str]]:
     from freshvec.core.store import connect
 
-    client = connect(cfg.weaviate)
-    try:
+    with connect(cfg.weaviate) as client:
         return [(o.properties["doc_id"], o.properties["text"])
                 for o in client.collections.use(cfg.weaviate.collection).iterator()]
-    finally:
-        client.close()
 
 
 def compare(truth: dict[str, str], found: list[tuple[str, str]]) -> dict:
@@ -154,14 +151,11 @@ def canary_recovery(cfg: FreshvecConfig, started: float, timeout: float = 180) -
     send(json.dumps({"text": f"canary {key}"}).encode())
     while time.monotonic() < deadline:
         try:
-            client = connect(cfg.weaviate)
-            try:
+            with connect(cfg.weaviate) as client:
                 if client.collections.use(cfg.weaviate.collection).data.exists(object_id(topic, key)):
                     recovered = time.time() - started
                     send(None)  # the canary leaves no trace
                     return recovered
-            finally:
-                client.close()
         except Exception:  # Weaviate may still be coming back
             pass
         time.sleep(0.2)
@@ -233,8 +227,7 @@ def main() -> None:
 
     from freshvec.cluster import ray_env
 
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    ray_env.apply()
+    ray_env.apply_local()
     ray.init(include_dashboard=False, namespace="freshvec-chaos")
     try:
         out = run(duration_s=float(os.environ.get("CHAOS_DURATION_S", 120)), rate=40, keys=200,

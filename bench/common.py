@@ -38,17 +38,14 @@ def drop_run_state(cfg) -> None:
     import contextlib
 
     from freshvec.core.store import connect
-    from freshvec.cluster.supervisor import kafka_admin
+    from freshvec.core.kafka import admin as kafka_admin
 
     with contextlib.suppress(Exception):  # clean-up must not hide the run's own result or error
-        admin = kafka_admin(cfg)
+        admin = kafka_admin(cfg.kafka)
         try:
             admin.delete_topics([*cfg.kafka.topics, cfg.pipeline.dlq_topic])
         finally:
             admin.close()
     with contextlib.suppress(Exception):
-        client = connect(cfg.weaviate)
-        try:
+        with connect(cfg.weaviate) as client:
             client.collections.delete(cfg.weaviate.collection)
-        finally:
-            client.close()

@@ -138,7 +138,7 @@ class Ours:
         self.supervisor = start_pipeline(cfg, MODEL_INFO)
         deadline = time.monotonic() + 120  # consumers connected and warmed up before the clock starts
         while time.monotonic() < deadline:
-            states = [ray.get(h.stats.remote())["state"] for h in self.supervisor.consumers().values()]
+            states = [ray.get(h.stats.remote()).state for h in self.supervisor.consumers().values()]
             if states and all(s == "running" for s in states):
                 break
             time.sleep(0.5)
@@ -152,9 +152,8 @@ class Ours:
         from freshvec.core.store import connect
 
         self.supervisor.stop()
-        client = connect(self.cfg.weaviate)
-        client.collections.delete(self.cfg.weaviate.collection)
-        client.close()
+        with connect(self.cfg.weaviate) as client:
+            client.collections.delete(self.cfg.weaviate.collection)
 
 
 def collect(pipeline, expected: int, timeout_s: float, desc: str) -> tuple[list[float], float]:
@@ -177,15 +176,12 @@ def probe(cfg: FreshvecConfig, keys: list[str], texts: dict[str, str], embed) ->
     """Read-your-write: each sampled key's own text finds it by near-vector; returns how many did not."""
     from freshvec.core.store import connect
 
-    client = connect(cfg.weaviate)
     misses = 0
-    try:
+    with connect(cfg.weaviate) as client:
         collection = client.collections.use(cfg.weaviate.collection)
         for key in keys:
             hits = collection.query.near_vector(embed(texts[key]), limit=1).objects
             misses += not hits or hits[0].properties["doc_id"] != key
-    finally:
-        client.close()
     return misses
 
 
@@ -193,12 +189,9 @@ def count_present(cfg: FreshvecConfig, keys: list[str]) -> int:
     from freshvec.core.records import object_id
     from freshvec.core.store import connect
 
-    client = connect(cfg.weaviate)
-    try:
+    with connect(cfg.weaviate) as client:
         collection = client.collections.use(cfg.weaviate.collection)
         return sum(collection.data.exists(object_id(cfg.kafka.topics[0], k)) for k in keys)
-    finally:
-        client.close()
 
 
 def run(name: str, make, embed) -> tuple[dict, list[float]]:
@@ -275,8 +268,7 @@ MODEL_INFO = None
 
 def main() -> None:
     global MODEL_INFO
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    ray_env.apply()
+    ray_env.apply_local()
     floor = model_floor(sentences(2048, seed=3))
     print(f"model floor: {floor:.0f} texts/s", flush=True)
 

@@ -188,8 +188,7 @@ def run_floor(backend: str, name: str) -> tuple[dict, list[float], np.ndarray]:
 
 
 def run_ours(reference: np.ndarray) -> tuple[dict, list[float]]:
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    ray_env.apply()
+    ray_env.apply_local()
     import ray
     from ray import serve
 

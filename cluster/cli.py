@@ -13,13 +13,9 @@ from pathlib import Path
 
 from freshvec.cluster import leftovers, ray_env
 from freshvec.core.config import ConfigError, FreshvecConfig, load_config
-from freshvec.core.errors import FreshvecError
+from freshvec.core.errors import FreshvecError, RunIncomplete
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "deploy" / "local" / "freshvec.yaml"
-
-
-class RunIncomplete(FreshvecError):
-    """A bounded run ended before it finished the records it was asked to."""
 
 
 def _config(path: str | None) -> FreshvecConfig:
@@ -33,11 +29,10 @@ def init_ray(cfg: FreshvecConfig, dashboard: bool = True) -> None:
     """
     import ray
 
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # this driver loads no model, but may import transformers
     if os.environ.get("RAY_ADDRESS"):
         ray.init(address=os.environ["RAY_ADDRESS"], namespace="freshvec")
         return
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a loopback-only dev cluster
     folder = ray_env.apply_local(cfg.http.port)
     for line in leftovers.clear_port(cfg.http.host, cfg.http.port, folder, "http.port"):
         print(f"freshvec: {line}", flush=True)
@@ -73,7 +68,7 @@ def _status_line(cfg: FreshvecConfig) -> str:
     line = (f"{t['live']}/{t['consumers']} consumers, lag {t['lag']}, {t['throughput_eps']:.1f} ev/s, "
             f"{t['dlq']} dead-lettered; freshness p50 {ms(t['freshness_p50_ms'])}, p99 {ms(t['freshness_p99_ms'])} "
             "(last minute)")
-    return "\n".join([line] + [f"  stuck: {status.stuck_line(c)}" for c in report["consumers"] if c.get("stuck")])
+    return "\n".join([line] + [f"  {problem}" for problem in status.problem_lines(report["consumers"])])
 
 
 def _records_done(supervisor) -> int:
@@ -85,7 +80,7 @@ def _records_done(supervisor) -> int:
     total = 0
     for ref in ready:
         try:
-            total += ray.get(ref)["consumed"]
+            total += ray.get(ref).consumed
         except Exception:  # restarting: counted again once it is back
             pass
     return total
@@ -119,7 +114,7 @@ def _raise_interrupt(*_) -> None:
 def cmd_run(args) -> None:
     from freshvec.cluster.pipeline import deploy_serve, start_pipeline
     from freshvec.cluster.placement import regions
-    from freshvec.cluster.supervisor import check_services
+    from freshvec.cluster.supervisor import check_services, require_region_nodes
 
     cfg = _config(args.config)
     for region in regions(cfg):
@@ -132,6 +127,7 @@ def cmd_run(args) -> None:
     signal.signal(signal.SIGTERM, _raise_interrupt)
     signal.signal(signal.SIGINT, _raise_interrupt)
     try:
+        require_region_nodes(cfg, args.wait_for_nodes_s)
         info = deploy_serve(cfg)
         supervisor = start_pipeline(cfg, info)
         print(f"freshvec: running; model {info.model} ({info.dim} dims); topics {cfg.kafka.topics} -> "
@@ -256,6 +252,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stop-after-s", type=float, metavar="S", default=_env_number("FRESHVEC_STOP_AFTER_S", float),
                    help="stop after S seconds; with --stop-after-docs, fail when N were not reached by then "
                         "(default: $FRESHVEC_STOP_AFTER_S, or never)")
+    p.add_argument("--wait-for-nodes-s", type=float, default=60.0, metavar="S",
+                   help="how long each region may be without a node carrying its label before the run "
+                        "fails (default 60)")
     p.set_defaults(func=cmd_run)
 
     p = command("status", help="consumers, lag, freshness, throughput, DLQ and Serve replicas")

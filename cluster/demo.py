@@ -8,16 +8,14 @@ import numpy as np
 import ray
 
 from freshvec.core.config import FreshvecConfig
+from freshvec.core.errors import RunIncomplete
 
 
 def count_objects(cfg: FreshvecConfig) -> int:
     from freshvec.core.store import connect
 
-    client = connect(cfg.weaviate)
-    try:
+    with connect(cfg.weaviate) as client:
         return client.collections.use(cfg.weaviate.collection).aggregate.over_all(total_count=True).total_count
-    finally:
-        client.close()
 
 
 def _catch_up(supervisor, timeout_s: float) -> None:
@@ -29,10 +27,10 @@ def _catch_up(supervisor, timeout_s: float) -> None:
     with tqdm(unit="ev", desc="catching up on earlier records") as bar:
         while time.monotonic() < deadline:
             stats = ray.get([h.stats.remote() for h in supervisor.consumers().values()])
-            lag = sum(s["lag"] or 0 for s in stats)
+            lag = sum(s.lag or 0 for s in stats)
             bar.total = max(bar.total or 0, lag)
             bar.update(max(bar.total - lag - bar.n, 0))
-            if all(s["state"] == "running" and s["lag"] == 0 for s in stats):
+            if all(s.state == "running" and s.lag == 0 for s in stats):
                 break
             time.sleep(0.5)
     for handle in supervisor.consumers().values():
@@ -73,17 +71,14 @@ def run_demo(cfg: FreshvecConfig, n: int, timeout_s: float = 300.0) -> None:
                   f"p99 {np.percentile(latencies, 99):.1f} ms")
         query = "how do I catch an exception?"
         vector = serve.get_deployment_handle(DEPLOYMENT_NAME, app_name=APP_NAME).embed.remote([query]).result()[0]
-        client = connect(cfg.weaviate)
-        try:
+        with connect(cfg.weaviate) as client:
             hits = client.collections.use(cfg.weaviate.collection).query.near_vector(
                 vector.tolist(), limit=3, return_metadata=["distance"])
-        finally:
-            client.close()
         print(f"search {query!r}:")
         for obj in hits.objects:
             print(f"  {obj.metadata.distance:.3f}  {obj.properties['doc_id']}: {obj.properties['text'][:90]}")
         if len(latencies) < len(docs):
-            raise SystemExit(f"only {len(latencies)} of {len(docs)} events were ingested in {timeout_s:.0f} s")
+            raise RunIncomplete(f"only {len(latencies)} of {len(docs)} events were ingested in {timeout_s:.0f} s")
     finally:
         supervisor.stop()
         serve.shutdown()

@@ -17,11 +17,7 @@ from pathlib import Path
 
 import psutil
 
-from freshvec.core.errors import FreshvecError
-
-
-class PortInUseError(FreshvecError):
-    """A port freshvec needs is held by a process that is not provably a dead run's."""
+from freshvec.core.errors import PortInUseError
 
 
 def port_free(host: str, port: int) -> bool:

@@ -8,23 +8,42 @@ consumer starts, so a mismatch stops `freshvec run` with a message.
 from __future__ import annotations
 
 import logging
-from freshvec.core.config import FreshvecConfig
-from freshvec.core.identity import APP_NAME, ModelInfo
+import re
+
 from freshvec.cluster.supervisor import Supervisor, ensure_topics
+from freshvec.core.config import FreshvecConfig
+from freshvec.core.errors import DeployError
+from freshvec.core.identity import APP_NAME, ModelInfo
 
 log = logging.getLogger("freshvec.pipeline")
 
 
 def deploy_serve(cfg: FreshvecConfig) -> ModelInfo:
-    """Run the Serve application (the embedder with its HTTP routes); wait until it is ready."""
+    """Run the Serve application (the embedder with its HTTP routes); wait until it is ready.
+
+    The model is looked up here first, so a wrong name fails in a second with its own message
+    instead of after Serve's retries of the replica; any other failure of the replicas is a DeployError.
+    """
     from ray import serve
 
     from freshvec.serve.app import build_app
+    from freshvec.serve.model import resolve_model_path
 
+    resolve_model_path(cfg.embedding.model)
     serve.start(http_options={"host": cfg.http.host, "port": cfg.http.port})
-    handle = serve.run(build_app(cfg), name=APP_NAME, route_prefix="/")
-    info = handle.info.remote().result(timeout_s=120)
+    try:
+        handle = serve.run(build_app(cfg), name=APP_NAME, route_prefix="/")
+        info = handle.info.remote().result(timeout_s=120)
+    except Exception as exc:
+        raise DeployError(f"the embedding deployment did not start: {_cause(exc)}") from exc
     return ModelInfo(info["model"], info["dim"])
+
+
+def _cause(exc: BaseException) -> str:
+    """The last `SomeError: message` line of what Serve reports (it carries the replica's traceback)."""
+    lines = [line.strip() for line in str(exc).splitlines()]
+    causes = [line for line in lines if re.match(r"^[\w.]*(Error|Exception): ", line)]
+    return (causes[-1] if causes else f"{type(exc).__name__}: {lines[0] if lines else ''}")[:500]
 
 
 def prepare_storage(cfg: FreshvecConfig, info: ModelInfo) -> None:

@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterable, Iterator
 
 from freshvec.core.config import FreshvecConfig
+from freshvec.core.errors import ConfigError, KafkaUnavailableError
 
 Event = tuple[str, dict | None]  # (document id, value); a None value is a tombstone (delete)
 
@@ -21,7 +22,7 @@ def read_jsonl(lines: Iterable[str]) -> Iterator[Event]:
             obj = json.loads(line)
             key = str(obj.pop("id"))
         except (json.JSONDecodeError, KeyError, AttributeError) as exc:
-            raise ValueError(f"line {n}: expected a JSON object with an \"id\": {exc}") from None
+            raise ConfigError(f"line {n}: expected a JSON object with an \"id\": {exc}") from None
         yield key, None if obj.get("delete") else obj
 
 
@@ -69,6 +70,6 @@ def produce(cfg: FreshvecConfig, events: Iterable[Event], topic: str | None = No
         unacknowledged = producer.flush(60)
         bar.close()
     if failed or unacknowledged:
-        raise RuntimeError(f"{len(failed) + unacknowledged} of {sent} events were not acknowledged by Kafka: "
+        raise KafkaUnavailableError(f"{len(failed) + unacknowledged} of {sent} events were not acknowledged by Kafka: "
                            f"{failed[0] if failed else 'no answer within 60 s'}")
     return sent

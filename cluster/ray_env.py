@@ -2,10 +2,8 @@
 
 Ray reads them in the raylet, Serve in its controller, proxies and replicas, so they belong in the
 environment of `ray start` (the ray up YAMLs put them there) or of the process whose `ray.init`
-starts a local cluster (`freshvec run`, the tests, the benchmarks call `apply`). A driver joining a
-running cluster cannot change them. On the 2-core machine Serve's settings (with the ONNX backend)
-took one HTTP embedding from 33 to about 8 ms (bench/results/serve.json), and the worker niceness
-took freshness p50 from 27 to 20 ms at 50 events/s.
+starts a local cluster (`freshvec run`, the tests and the benchmarks call `apply_local`). A driver joining a
+running cluster cannot change them. What each setting bought is measured in bench/README.md.
 """
 
 from __future__ import annotations
@@ -50,17 +48,23 @@ def haproxy_dir(http_port: int) -> Path:
     return Path("/tmp") / f"freshvec-haproxy-{http_port}"
 
 
-def apply_local(http_port: int, environ: MutableMapping[str, str] = os.environ) -> Path:
-    """`apply`, plus what only a cluster this process starts for itself wants; returns haproxy_dir."""
+def apply_local(http_port: int | None = None, environ: MutableMapping[str, str] = os.environ) -> Path | None:
+    """`apply`, plus what a cluster this process starts for itself wants (`freshvec run`, the tests, the
+    benchmarks): no auth on a loopback-only cluster, short drains, and with `http_port` the HAProxy
+    files in `haproxy_dir(http_port)`, which it returns."""
     apply(environ)
+    environ.setdefault("HF_HUB_OFFLINE", "1")  # models load from disk only
+    environ.setdefault("RAY_AUTH_MODE", "disabled")
+    # A stopping replica keeps serving 30 s so that outside load balancers can drop it; a local run's
+    # only balancer is its own HAProxy, and Ctrl-C (or each serve.shutdown() of a test) would wait 30 s.
+    environ.setdefault("RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S", "1")
+    environ.setdefault("RAY_SERVE_PROXY_MIN_DRAINING_PERIOD_S", "1")
+    if http_port is None:
+        return None
     folder = haproxy_dir(http_port)
     folder.mkdir(exist_ok=True)
     for key, name in (("RAY_SERVE_HAPROXY_CONFIG_FILE_LOC", "haproxy.cfg"), ("RAY_SERVE_HAPROXY_SOCKET_PATH", "admin.sock"),
                       ("RAY_SERVE_HAPROXY_SERVER_STATE_BASE", ""), ("RAY_SERVE_HAPROXY_SERVER_STATE_FILE", "server-state"),
                       ("RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH", "metrics.sock")):
         environ.setdefault(key, str(folder / name) if name else str(folder))
-    # A stopping replica keeps serving 30 s so that outside load balancers can drop it; a local run's
-    # only balancer is its own HAProxy, and Ctrl-C would wait those 30 s.
-    environ.setdefault("RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S", "1")
-    environ.setdefault("RAY_SERVE_PROXY_MIN_DRAINING_PERIOD_S", "1")
     return folder

@@ -13,6 +13,7 @@ from typing import Any
 
 from freshvec.cluster import ray_env
 from freshvec.core.config import FreshvecConfig
+from freshvec.core.errors import ConfigError
 
 RAY_VERSION = "2.60.0"
 
@@ -52,9 +53,9 @@ def cluster_yaml(cfg: FreshvecConfig, region: str, provider: str, cloud_region: 
                  project_id: str = "my-gcp-project") -> dict[str, Any]:
     """The `ray up` config of one region. `cloud_region` defaults to the region's name."""
     if region not in cfg.regions:
-        raise ValueError(f"region {region!r} is not in the config's regions: {sorted(cfg.regions)}")
+        raise ConfigError(f"region {region!r} is not in the config's regions: {sorted(cfg.regions)}")
     if provider not in SHAPES:
-        raise ValueError(f"provider must be one of {sorted(SHAPES)}, got {provider!r}")
+        raise ConfigError(f"provider must be one of {sorted(SHAPES)}, got {provider!r}")
     rc = cfg.regions[region]
     labels = {rc.label_key: rc.label_value or region}
     cloud_region = cloud_region or region

@@ -6,26 +6,26 @@ import json
 
 import ray
 
-from freshvec.core.config import FreshvecConfig
+from freshvec.actors.progress import ConsumerStats
 from freshvec.cluster.placement import Region, describe_missing, regions, regions_without_nodes
-from freshvec.cluster.supervisor import kafka_admin, partitions
+from freshvec.core import kafka
+from freshvec.core.config import FreshvecConfig
 from freshvec.core.identity import APP_NAME, DEPLOYMENT_NAME, RAY_NAMESPACE, consumer_name
 
 
 def _consumer(region: Region, topic: str, partition: int) -> dict:
-    base = {"topic": topic, "partition": partition, "region": region.name}
+    """The consumer's own ConsumerStats (as a dict, for --json), or what is known when it does not answer."""
+    name = consumer_name(region.name, topic, partition)
+    base = {"name": name, "topic": topic, "partition": partition, "region": region.name}
     try:
-        handle = ray.get_actor(consumer_name(region.name, topic, partition), namespace=RAY_NAMESPACE)
+        handle = ray.get_actor(name, namespace=RAY_NAMESPACE)
     except ValueError:
         return {**base, "state": "missing"}
     try:
-        s = ray.get(handle.stats.remote(), timeout=10)
+        stats: ConsumerStats = ray.get(handle.stats.remote(), timeout=10)
     except Exception as exc:  # dead or restarting
         return {**base, "state": f"unreachable ({type(exc).__name__})"}
-    return {**base, "state": s["state"], "node": s["node_id"], "lag": s["lag"],
-            "committed": s["committed"], "freshness_p50_ms": s["p50_ms"], "freshness_p99_ms": s["p99_ms"],
-            "throughput_eps": s["throughput_eps"], "consumed": s["consumed"], "dlq": s["dead_lettered"],
-            "retries": s["retries"], "stuck": s.get("stuck")}
+    return stats.as_dict()
 
 
 def _serve() -> dict:
@@ -57,22 +57,23 @@ def collect(cfg: FreshvecConfig) -> dict:
     consumers = []
     all_regions = regions(cfg)
     for region in all_regions:
-        admin = kafka_admin(region.cfg)
+        admin = kafka.admin(region.cfg.kafka)
         try:
-            consumers += [_consumer(region, t, p) for t, p, _ in partitions(admin, region.cfg.kafka.topics)]
+            consumers += [_consumer(region, t, p) for t, p, _ in kafka.partitions(admin, region.cfg.kafka.topics)]
         finally:
             admin.close()
     live = [c for c in consumers if "lag" in c]
-    p50 = [c["freshness_p50_ms"] for c in live if c["freshness_p50_ms"] is not None]
-    p99 = [c["freshness_p99_ms"] for c in live if c["freshness_p99_ms"] is not None]
+    p50 = [c["p50_ms"] for c in live if c["p50_ms"] is not None]
+    p99 = [c["p99_ms"] for c in live if c["p99_ms"] is not None]
     return {
         "consumers": consumers,
         "totals": {
             "consumers": len(consumers), "live": len(live),
             "lag": sum(c["lag"] or 0 for c in live),
             "throughput_eps": sum(c["throughput_eps"] for c in live),
-            "dlq": sum(c["dlq"] for c in live),
+            "dlq": sum(c["dead_lettered"] for c in live),
             "stuck": sum(1 for c in live if c.get("stuck")),
+            "failed": sum(1 for c in live if c["state"] == "failed"),
             # Per-partition percentiles: the median of medians, the worst p99.
             "freshness_p50_ms": sorted(p50)[len(p50) // 2] if p50 else None,
             "freshness_p99_ms": max(p99) if p99 else None,
@@ -85,9 +86,14 @@ def collect(cfg: FreshvecConfig) -> dict:
 def stuck_line(consumer: dict) -> str:
     """Which partition, at which offset, for how long, on what error."""
     s = consumer["stuck"]
-    return (f"{consumer['topic']} partition {consumer['partition']} ({consumer.get('region', '-')}) at offset "
-            f"{s['offset'] if s['offset'] is not None else 'start'} for {s['for_s']:.0f} s, {s['attempts']} "
-            f"attempts: {s['error']}")
+    return (f"{consumer['name']} at offset {s['offset'] if s['offset'] is not None else 'start'} for "
+            f"{s['for_s']:.0f} s, {s['attempts']} attempts: {s['error']}")
+
+
+def problem_lines(consumers: list[dict]) -> list[str]:
+    """A line for each consumer that failed for good or is stuck retrying."""
+    return ([f"failed: {c['name']}: {c['reason']}" for c in consumers if c["state"] == "failed"]
+            + [f"stuck: {stuck_line(c)}" for c in consumers if c.get("stuck") and c["state"] != "failed"])
 
 
 def render(status: dict) -> str:
@@ -98,9 +104,9 @@ def render(status: dict) -> str:
              f"{'P50 ms':>8} {'P99 ms':>8} {'EV/S':>7} {'DLQ':>5}"]
     for c in status["consumers"]:
         lines.append(f"{c['topic']:<24} {c['partition']:>4} {c['state']:<10} {c.get('region', '-'):<12} "
-                     f"{(c.get('node') or '-')[:8]:<10} {c.get('lag') if c.get('lag') is not None else '-':>6} "
-                     f"{ms(c.get('freshness_p50_ms')):>8} {ms(c.get('freshness_p99_ms')):>8} "
-                     f"{c.get('throughput_eps', 0):>7.1f} {c.get('dlq', '-'):>5}")
+                     f"{(c.get('node_id') or '-')[:8]:<10} {c.get('lag') if c.get('lag') is not None else '-':>6} "
+                     f"{ms(c.get('p50_ms')):>8} {ms(c.get('p99_ms')):>8} "
+                     f"{c.get('throughput_eps', 0):>7.1f} {c.get('dead_lettered', '-'):>5}")
     t, s = status["totals"], status["serve"]
     lines.append(f"\n{t['live']}/{t['consumers']} consumers live; lag {t['lag']}; {t['throughput_eps']:.1f} ev/s; "
                  f"freshness p50 {ms(t['freshness_p50_ms'])} ms, p99 {ms(t['freshness_p99_ms'])} ms (last minute); "
@@ -109,5 +115,5 @@ def render(status: dict) -> str:
                  + "".join(f"\n  replica {r['actor_id'][:8]} on node {r['node'][:8]} (pid {r['pid']})"
                            for r in s["replicas"]))
     lines += [f"warning: {w}" for w in status["warnings"]]
-    lines += [f"stuck: {stuck_line(c)}" for c in status["consumers"] if c.get("stuck")]
+    lines += problem_lines(status["consumers"])
     return "\n".join(lines)

@@ -14,87 +14,55 @@ import logging
 import threading
 
 import ray
+from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_fixed
 
 from freshvec.actors.consumer import PartitionConsumer
-from freshvec.core.config import FreshvecConfig
-from freshvec.core.identity import RAY_NAMESPACE, ModelInfo, consumer_name
-from freshvec.core.errors import KafkaUnavailableError, SinkError
 from freshvec.cluster.placement import Region, consumer_placement, describe_missing, regions, regions_without_nodes
+from freshvec.core import kafka
+from freshvec.core.config import FreshvecConfig
+from freshvec.core.errors import RegionError, SinkError
+from freshvec.core.identity import RAY_NAMESPACE, ModelInfo, consumer_name
+from freshvec.core.store import is_ready
 
 log = logging.getLogger("freshvec.supervisor")
 
-def kafka_admin(cfg: FreshvecConfig):
-    """A kafka-python admin client; KafkaUnavailableError, naming the brokers, when none answers."""
-    from kafka import KafkaAdminClient
-    from kafka.errors import KafkaError
-
-    security = {k: v for k, v in cfg.kafka.consumer.items() if k.startswith(("security_", "sasl_", "ssl_"))}
-    try:
-        return KafkaAdminClient(bootstrap_servers=cfg.kafka.bootstrap_servers, request_timeout_ms=10_000, **security)
-    except KafkaError as exc:
-        raise KafkaUnavailableError(
-            f"Kafka at {', '.join(cfg.kafka.bootstrap_servers)} does not answer ({type(exc).__name__}); start it "
-            "(make services-up) or fix kafka.bootstrap_servers") from exc
-
-
 def check_services(cfg: FreshvecConfig) -> None:
-    """Fail in seconds, naming the service, when Kafka or Weaviate does not answer (before Ray starts)."""
-    import socket
+    """Fail in seconds, naming the service, when Kafka or Weaviate does not answer (before Ray starts).
 
-    from freshvec.core.store import is_ready
+    Each is asked a few times over about 5 s, so a service that is just starting is waited for.
+    """
+    def attempts() -> Retrying:
+        return Retrying(retry=retry_if_exception(lambda e: getattr(e, "retriable", False)),
+                        stop=stop_after_delay(5), wait=wait_fixed(1), reraise=True)
 
-    def reachable(address: str) -> bool:
-        host, _, port = address.rpartition(":")
-        try:
-            socket.create_connection((host.strip("[]"), int(port)), timeout=3).close()
-            return True
-        except (OSError, ValueError):
-            return False
+    for attempt in attempts():
+        with attempt:
+            kafka.admin(cfg.kafka).close()
+    for attempt in attempts():
+        with attempt:
+            if not is_ready(cfg.weaviate):
+                raise SinkError(f"Weaviate at {cfg.weaviate.host}:{cfg.weaviate.http_port} does not answer; start "
+                                "it (make services-up) or fix weaviate.host/http_port")
 
-    if not any(reachable(a) for a in cfg.kafka.bootstrap_servers):  # kafka-python would retry for 30 s
-        raise KafkaUnavailableError(
-            f"Kafka at {', '.join(cfg.kafka.bootstrap_servers)} does not answer; start it (make services-up) "
-            "or fix kafka.bootstrap_servers")
-    kafka_admin(cfg).close()
-    if not is_ready(cfg.weaviate):
-        raise SinkError(f"Weaviate at {cfg.weaviate.host}:{cfg.weaviate.http_port} does not answer; start it "
-                        "(make services-up) or fix weaviate.host/http_port")
+
+def require_region_nodes(cfg: FreshvecConfig, wait_s: float) -> None:
+    """Wait up to `wait_s` for every region to have an alive node with its label; RegionError naming it otherwise."""
+    import time
+
+    deadline = time.monotonic() + wait_s
+    while missing := regions_without_nodes(regions(cfg), ray.nodes()):
+        if time.monotonic() >= deadline:
+            label = ",".join(f"{k}={v}" for k, v in missing[0].labels.items())
+            raise RegionError(f"region {missing[0].name}: no alive Ray node has the label {label} after "
+                              f"{wait_s:.0f} s; start one with `ray start --labels={label}` (or the region's "
+                              "`ray up` config), or remove the region from the config")
+        time.sleep(1.0)
 
 
 def ensure_topics(cfg: FreshvecConfig) -> None:
-    """Create the source topics (with kafka.partitions_if_created partitions) and the DLQ when missing."""
-    from kafka.admin import NewTopic
-    from kafka.errors import TopicAlreadyExistsError
-
-    admin = kafka_admin(cfg)
-    try:
-        existing = set(admin.list_topics())
-        wanted = {t: cfg.kafka.partitions_if_created for t in cfg.kafka.topics}
-        wanted[cfg.pipeline.dlq_topic] = 1
-        missing = [NewTopic(t, n, 1) for t, n in wanted.items() if t not in existing]
-        if missing:
-            try:
-                admin.create_topics(missing)
-            except TopicAlreadyExistsError:
-                pass
-    finally:
-        admin.close()
-
-
-def partitions(admin, topics: list[str]) -> list[tuple[str, int, int | None]]:
-    """(topic, partition, leader broker id) of every partition of `topics`."""
-    out = []
-    for desc in admin.describe_topics(topics):
-        if desc.get("error_code", 0) == 0:
-            out.extend((desc["name"], p["partition_index"], p.get("leader_id")) for p in desc["partitions"])
-    return sorted(out)
-
-
-def broker_racks(admin) -> dict[int, str]:
-    try:
-        return {b["node_id"]: b["rack"] for b in admin.describe_cluster()["brokers"] if b.get("rack")}
-    except Exception:  # racks are only a placement preference
-        return {}
+    """The source topics (with kafka.partitions_if_created partitions) and the DLQ, created when missing."""
+    wanted = {t: cfg.kafka.partitions_if_created for t in cfg.kafka.topics}
+    kafka.ensure_topics(cfg.kafka, {**wanted, cfg.pipeline.dlq_topic: 1})
 
 
 class Supervisor:
@@ -110,7 +78,7 @@ class Supervisor:
 
     def _admin(self, region: Region):
         if region.name not in self._admins:
-            self._admins[region.name] = kafka_admin(region.cfg)
+            self._admins[region.name] = kafka.admin(region.cfg.kafka)
         return self._admins[region.name]
 
     def consumer_options(self, region: Region, topic: str, partition: int, leader_rack: str | None) -> dict:
@@ -139,8 +107,8 @@ class Supervisor:
         remote_cls = ray.remote(PartitionConsumer)
         for region in self.regions:
             admin = self._admin(region)
-            racks = broker_racks(admin) if region.racks else {}
-            for topic, partition, leader in partitions(admin, region.cfg.kafka.topics):
+            racks = kafka.broker_racks(admin) if region.racks else {}
+            for topic, partition, leader in kafka.partitions(admin, region.cfg.kafka.topics):
                 name = consumer_name(region.name, topic, partition)
                 try:
                     ray.get_actor(name, namespace=RAY_NAMESPACE)  # alive or being restarted by Ray

@@ -1,19 +1,28 @@
-"""The errors freshvec raises, in one tree:
+"""Everything freshvec raises, in one tree; `retriable` says whether waiting can help.
 
-    FreshvecError
-    ├── ConfigError              a bad configuration; names the key
-    ├── CollectionMismatchError  the Weaviate collection holds another model's vectors
-    ├── RecordRejected           a service answered and refused these records (not retriable alone)
-    │   ├── EmbedRejected        the embedder's own code raised for these texts
-    │   └── WriteRejected        Weaviate refused these objects; carries which and why
-    └── TransientError           worth retrying: Serve or Weaviate down or slow (retriable = True)
-        ├── EmbedError
-        ├── SinkError
-        └── KafkaUnavailableError  no broker answers (at start: `freshvec run` stops with one line)
+    FreshvecError                    retriable = False: something must change first
+    ├── ConfigError                  a bad configuration or argument; names the key
+    ├── SetupError                   something `make setup` provides is missing (Kafka jars, the model)
+    ├── ServiceError                 a local service would not start (port taken, exited, too slow)
+    ├── PortInUseError               another process holds a port freshvec serves on
+    ├── CollectionMismatchError      the Weaviate collection holds another model's vectors
+    ├── DeployError                  the Serve application could not be deployed (its replicas failed)
+    ├── RegionError                  a region has no alive node carrying its label
+    ├── KafkaRefused                 Kafka answered and refused: authentication, authorization
+    ├── RunIncomplete                a bounded run ended before it finished its records
+    ├── RecordRejected               a service answered and refused these records (never retried alone)
+    │   ├── EmbedRejected            the embedder's own code raised for these texts
+    │   └── WriteRejected            Weaviate refused these objects; carries which and why
+    └── TransientError               retriable = True: a service is away, slow or restarting
+        ├── EmbedError               Serve
+        ├── SinkError                Weaviate
+        └── KafkaUnavailableError    Kafka
 
-The consumer loop reads ``retriable`` to decide between backing off (the offset
-does not move) and stopping with the error. A RecordRejected is tried a few
-times more, then its records are isolated and dead-lettered (actors/consumer.py).
+Each client's errors are translated where it is called (core/kafka.py, core/store.py, the
+consumer's embed call), so the code above them sees only these. A consumer backs off and retries a
+TransientError without limit (its offset does not move), dead-letters the records of a
+RecordRejected after a few tries, and stops in state `failed` on any other FreshvecError. The CLI
+prints any FreshvecError as one line and exits with code 2.
 """
 
 from __future__ import annotations
@@ -27,7 +36,35 @@ class ConfigError(FreshvecError, ValueError):
     pass
 
 
+class SetupError(FreshvecError):
+    pass
+
+
+class ServiceError(FreshvecError):
+    pass
+
+
+class PortInUseError(FreshvecError):
+    pass
+
+
 class CollectionMismatchError(FreshvecError):
+    pass
+
+
+class DeployError(FreshvecError):
+    pass
+
+
+class RegionError(FreshvecError):
+    pass
+
+
+class KafkaRefused(FreshvecError):
+    pass
+
+
+class RunIncomplete(FreshvecError):
     pass
 
 

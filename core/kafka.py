@@ -1,4 +1,6 @@
-"""Kafka client settings as the config names them (kafka-python's names), in librdkafka's terms.
+"""Kafka for every part: client settings, the admin client, topics, and the translation of Kafka's errors.
+
+Settings: as the config names them (kafka-python's names), in librdkafka's terms.
 
 The supervisor's topic admin, `freshvec status` and the benchmark's baseline use kafka-python;
 the consumer actors and `freshvec produce` use confluent-kafka (librdkafka, in C), where
@@ -9,7 +11,12 @@ the others by name instead of one client silently ignoring them.
 
 from __future__ import annotations
 
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
+
+from freshvec.core.errors import ConfigError, KafkaRefused, KafkaUnavailableError
 
 # Settings of all clients, by kafka-python name -> librdkafka name.
 _COMMON = {
@@ -82,3 +89,88 @@ def librdkafka(settings: dict[str, Any], names: dict[str, str]) -> dict[str, Any
 def producer_config(kafka) -> dict[str, Any]:
     """A confluent-kafka Producer's config: `kafka`'s (a KafkaConfig) brokers and producer settings."""
     return {"bootstrap.servers": ",".join(kafka.bootstrap_servers), **librdkafka(kafka.producer, PRODUCER)}
+
+
+# What a broker answers when waiting cannot help: credentials or permissions (librdkafka's and
+# kafka-python's names). Anything else (no broker, a leader moving, a timeout) is worth retrying.
+REFUSALS = ("AUTHENTICATION", "AUTHORIZATION", "SASL", "SSL_HANDSHAKE", "UNSUPPORTED_SASL")
+
+
+@contextmanager
+def kafka_errors(action: str, brokers: list[str] | None = None) -> Iterator[None]:
+    """Translate both clients' errors into the project's: ConfigError (librdkafka refuses a setting's
+    value), KafkaRefused (credentials, permissions, a fatal client error) or KafkaUnavailableError."""
+    from confluent_kafka import KafkaException
+    from kafka.errors import KafkaError as PythonKafkaError
+
+    try:
+        yield
+    except (KafkaException, PythonKafkaError) as exc:
+        error = exc.args[0] if isinstance(exc, KafkaException) and exc.args else exc
+        name = error.name() if hasattr(error, "name") and callable(error.name) else type(error).__name__
+        fatal = bool(getattr(error, "fatal", lambda: False)())
+        where = f" ({', '.join(brokers)})" if brokers else ""
+        message = f"kafka {action} failed{where}: {error}"
+        if name == "_INVALID_ARG":
+            raise ConfigError(f"{message} (check kafka.consumer / kafka.producer)") from exc
+        if fatal or any(word in name.upper() for word in REFUSALS):
+            raise KafkaRefused(message) from exc
+        raise KafkaUnavailableError(message) from exc
+
+
+def reachable(address: str, timeout_s: float = 3.0) -> bool:
+    """Does anything accept a TCP connection at host:port?"""
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+        return True
+    except (OSError, ValueError):
+        return False
+
+
+def admin(kafka):
+    """A kafka-python admin client for `kafka` (a KafkaConfig); KafkaUnavailableError when no broker answers."""
+    from kafka import KafkaAdminClient
+
+    if not any(reachable(a) for a in kafka.bootstrap_servers):  # kafka-python would retry for 30 s
+        raise KafkaUnavailableError(f"Kafka at {', '.join(kafka.bootstrap_servers)} does not answer; start it "
+                                    "(make services-up) or fix kafka.bootstrap_servers")
+    security = {k: v for k, v in kafka.consumer.items() if k.startswith(("security_", "sasl_", "ssl_"))}
+    with kafka_errors("connect", kafka.bootstrap_servers):
+        return KafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers, request_timeout_ms=10_000, **security)
+
+
+def ensure_topics(kafka, topics: dict[str, int]) -> None:
+    """Create each topic of `topics` (name -> partitions) that is missing."""
+    from kafka.admin import NewTopic
+    from kafka.errors import TopicAlreadyExistsError
+
+    client = admin(kafka)
+    try:
+        with kafka_errors("topic creation", kafka.bootstrap_servers):
+            missing = [NewTopic(t, n, 1) for t, n in topics.items() if t not in set(client.list_topics())]
+            if missing:
+                try:
+                    client.create_topics(missing)
+                except TopicAlreadyExistsError:
+                    pass
+    finally:
+        client.close()
+
+
+def partitions(client, topics: list[str]) -> list[tuple[str, int, int | None]]:
+    """(topic, partition, leader broker id) of every partition of `topics`."""
+    with kafka_errors("describe topics"):
+        described = client.describe_topics(topics)
+    out = []
+    for desc in described:
+        if desc.get("error_code", 0) == 0:
+            out.extend((desc["name"], p["partition_index"], p.get("leader_id")) for p in desc["partitions"])
+    return sorted(out)
+
+
+def broker_racks(client) -> dict[int, str]:
+    try:
+        return {b["node_id"]: b["rack"] for b in client.describe_cluster()["brokers"] if b.get("rack")}
+    except Exception:  # racks are only a placement preference
+        return {}

@@ -17,6 +17,7 @@ import numpy as np
 from ray import serve
 
 from freshvec.core.config import EmbeddingConfig
+from freshvec.core.errors import ConfigError
 
 
 
@@ -25,7 +26,7 @@ def pick_device(requested: str, gpu_ids: list) -> str:
     that asked for none can still see the device, so torch.cuda.is_available() is not the test."""
     has_gpu = bool(gpu_ids)
     if requested == "cuda" and not has_gpu:
-        raise RuntimeError("embedding.device is 'cuda' but Ray assigned no GPU; set embedding.num_gpus > 0")
+        raise ConfigError("embedding.device is 'cuda' but Ray assigned no GPU; set embedding.num_gpus > 0")
     return "cuda" if requested == "cuda" or (requested == "auto" and has_gpu) else "cpu"
 
 
@@ -33,7 +34,7 @@ def pick_backend(requested: str, device: str) -> str:
     """ONNX Runtime on CPU (half torch's latency for one text, same vectors); torch (fp16) on CUDA,
     because the CPU build of onnxruntime that we install has no CUDA provider."""
     if requested == "onnx" and device == "cuda":
-        raise RuntimeError("embedding.backend 'onnx' runs on CPU only; use 'torch' or 'auto' on a GPU")
+        raise ConfigError("embedding.backend 'onnx' runs on CPU only; use 'torch' or 'auto' on a GPU")
     if requested == "auto":
         return "onnx" if device == "cpu" else "torch"
     return requested

@@ -13,6 +13,8 @@ import importlib
 import os
 from pathlib import Path
 
+from freshvec.core.errors import SetupError
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
@@ -24,7 +26,7 @@ PACKAGED_MODELS = {
 }
 
 
-class ModelNotFoundError(ValueError):
+class ModelNotFoundError(SetupError):
     """The configured model is neither a local model directory nor a packaged model."""
 
 

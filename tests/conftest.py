@@ -13,19 +13,15 @@ import tempfile
 
 from freshvec.cluster import ray_env
 
-# Before Ray or transformers are imported anywhere.
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+# Before Ray or transformers are imported anywhere: the settings `freshvec run` starts Ray with.
+ray_env.apply_local()
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
-# Serve keeps a stopping HTTP replica serving 30 s so that outside load balancers can drop it; these
-# tests' only balancer is Serve's own HAProxy, and every serve.shutdown() would wait those 30 s.
-os.environ.setdefault("RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S", "1")
-ray_env.apply()  # the settings `freshvec run` starts Ray with
 
 import pytest
 
-from freshvec.deploy.local import paths, stack
+from freshvec.core.errors import SetupError
+from freshvec.deploy.local import stack
 from freshvec.deploy.local.process import port_open
 
 
@@ -34,7 +30,7 @@ def _service(service, port: int):
     if not port_open(port):
         try:
             service.start()
-        except paths.SetupMissingError as exc:
+        except SetupError as exc:
             pytest.fail(str(exc))
         started = True
     yield service

@@ -66,10 +66,11 @@ def test_ray_cluster_starts_and_stops(ray_temp_dir):
 
 
 def test_skipped_setup_names_what_is_missing(monkeypatch, tmp_path):
+    from freshvec.core.errors import SetupError
     from freshvec.deploy.local import paths
 
     monkeypatch.setenv("FRESHVEC_CACHE", str(tmp_path))
-    with pytest.raises(paths.SetupMissingError, match=r"weaviate-server binary not found at .*make setup"):
+    with pytest.raises(SetupError, match=r"weaviate-server binary not found at .*make setup"):
         paths.weaviate_binary()
-    with pytest.raises(paths.SetupMissingError, match=r"Kafka jars not found in .*make setup"):
+    with pytest.raises(SetupError, match=r"Kafka jars not found in .*make setup"):
         paths.kafka_libs()

@@ -10,12 +10,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from freshvec.core.errors import SetupError
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LOCAL_DIR = Path(__file__).resolve().parent
-
-
-class SetupMissingError(RuntimeError):
-    """A cached build the local stack needs is absent: `make setup` was skipped."""
 
 
 def versions() -> dict[str, str]:
@@ -40,12 +38,12 @@ def state_dir() -> Path:
 def kafka_libs() -> Path:
     libs = cache_dir() / "kafka" / versions()["KAFKA_VERSION"] / "libs"
     if not (libs / ".complete").exists():
-        raise SetupMissingError(f"Kafka jars not found in {libs}: run `make setup` first")
+        raise SetupError(f"Kafka jars not found in {libs}: run `make setup` first")
     return libs
 
 
 def weaviate_binary() -> Path:
     binary = cache_dir() / "weaviate" / versions()["WEAVIATE_VERSION"] / "weaviate-server"
     if not binary.exists():
-        raise SetupMissingError(f"weaviate-server binary not found at {binary}: run `make setup` first")
+        raise SetupError(f"weaviate-server binary not found at {binary}: run `make setup` first")
     return binary

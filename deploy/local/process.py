@@ -16,6 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from freshvec.core.errors import ServiceError
+
 
 @dataclass
 class ServiceProcess:
@@ -58,14 +60,14 @@ class ServiceProcess:
             # Ask the child we spawned, not /proc: a JVM's cmdline can read empty while it starts.
             exited = self._child.poll() is not None if self._child else self.pid() is None
             if exited:
-                raise RuntimeError(f"{self.name} exited while starting; last log lines:\n{self.log_tail()}")
+                raise ServiceError(f"{self.name} exited while starting; last log lines:\n{self.log_tail()}")
             try:
                 if ready():
                     return
             except Exception:  # not up yet: any failure of the probe means "try again"
                 pass
             time.sleep(0.25)
-        raise TimeoutError(f"{self.name} not {what} after {timeout:.0f} s; last log lines:\n{self.log_tail()}")
+        raise ServiceError(f"{self.name} not {what} after {timeout:.0f} s; last log lines:\n{self.log_tail()}")
 
     def stop(self, timeout: float = 30.0) -> bool:
         """SIGTERM (graceful shutdown), SIGKILL after `timeout`. False if it was not running."""

@@ -12,6 +12,7 @@ import argparse
 import os
 import sys
 
+from freshvec.core.errors import FreshvecError
 from freshvec.deploy.local import paths
 from freshvec.deploy.local.kafka.broker import KafkaBroker
 from freshvec.deploy.local.weaviate.server import WeaviateServer
@@ -56,7 +57,7 @@ def main(argv: list[str] | None = None) -> None:
     action = parser.parse_args(argv).action
     try:
         {"up": up, "down": down, "status": status}[action]()
-    except paths.SetupMissingError as exc:
+    except FreshvecError as exc:  # one line: what is missing or in the way, and what to do
         sys.exit(f"error: {exc}")
 
 

@@ -107,12 +107,9 @@ class Env:
 
     def objects(self, include_vector: bool = False) -> list:
         """Every object in the collection (paged), as weaviate-client objects."""
-        client = self.client()
-        try:
+        with self.client() as client:
             collection = client.collections.use(self.cfg.weaviate.collection)
             return list(collection.iterator(include_vector=include_vector))
-        finally:
-            client.close()
 
     def texts_by_key(self) -> dict[str, str]:
         return {o.properties["doc_id"]: o.properties["text"] for o in self.objects()}
@@ -127,11 +124,8 @@ class Env:
             self.supervisor.stop()
         if self._producer:
             self._producer.close()
-        client = self.client()
-        try:
+        with self.client() as client:
             client.collections.delete(self.cfg.weaviate.collection)
-        finally:
-            client.close()
 
 
 @pytest.fixture
@@ -141,12 +135,12 @@ def make_env(serve_app):
 
     envs = []
 
-    def make(partitions: int = 4, collection: str | None = None, **pipeline) -> Env:
+    def make(partitions: int = 4, collection: str | None = None, consumer: dict | None = None, **pipeline) -> Env:
         suffix = uuid.uuid4().hex[:10]
         cfg = parse_config({
             # fetch_max_wait_ms 100 (not the seed's 1): same latency, no busy re-fetching on 2 cores.
             "kafka": {"topics": [f"it-{suffix}"], "group_id": f"it-{suffix}", "partitions_if_created": partitions,
-                      "consumer": {"fetch_max_wait_ms": 100}},
+                      "consumer": {"fetch_max_wait_ms": 100, **(consumer or {})}},
             "weaviate": {"collection": collection or f"It{suffix}"},
             "pipeline": {"dlq_topic": f"it-{suffix}.dlq", **pipeline},
         })

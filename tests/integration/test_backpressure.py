@@ -23,7 +23,7 @@ def test_weaviate_outage_pauses_consumers_within_a_memory_bound(make_env, weavia
     env.send_doc("warm-up", "before the outage")
     env.flush()
     wait_until(lambda: "warm-up" in env.texts_by_key(), 60, "the warm-up document")
-    baseline = {s["partition"]: s["rss_mb"] for s in env.stats()}
+    baseline = {s.partition: s.rss_mb for s in env.stats()}
 
     weaviate_server.stop()
     churn = Churn(env, keys=300, events=int(OUTAGE_S * 25), rate=25, seed=3).start()
@@ -32,10 +32,10 @@ def test_weaviate_outage_pauses_consumers_within_a_memory_bound(make_env, weavia
     deadline = time.monotonic() + OUTAGE_S
     while time.monotonic() < deadline:
         for s in env.stats():
-            peak[s["partition"]] = max(peak[s["partition"]], s["rss_mb"])
-            lag_seen = max(lag_seen, s["lag"] or 0)
+            peak[s.partition] = max(peak[s.partition], s.rss_mb)
+            lag_seen = max(lag_seen, s.lag or 0)
         time.sleep(2)
-    states = {s["state"] for s in env.stats()}
+    states = {s.state for s in env.stats()}
     weaviate_server.start()
     churn.join()
 
@@ -46,4 +46,4 @@ def test_weaviate_outage_pauses_consumers_within_a_memory_bound(make_env, weavia
     assert max(growth.values()) < RSS_GROWTH_BOUND_MB, growth
     churn.state["warm-up"] = "before the outage"
     _assert_exact(env, churn, timeout=240)
-    wait_until(lambda: all(s["lag"] == 0 for s in env.stats()), 30, "lag back to 0")
+    wait_until(lambda: all(s.lag == 0 for s in env.stats()), 30, "lag back to 0")

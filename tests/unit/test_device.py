@@ -2,6 +2,7 @@
 
 import pytest
 
+from freshvec.core.errors import ConfigError
 from freshvec.serve.embedder import pick_backend, pick_device
 
 
@@ -15,7 +16,7 @@ def test_cpu_stays_cpu_even_with_a_gpu():
 
 
 def test_cuda_without_an_assigned_gpu_says_how_to_fix_it():
-    with pytest.raises(RuntimeError, match="set embedding.num_gpus > 0"):
+    with pytest.raises(ConfigError, match="set embedding.num_gpus > 0"):
         pick_device("cuda", [])
 
 
@@ -26,5 +27,5 @@ def test_auto_backend_is_onnx_on_cpu_and_torch_on_cuda():
 
 
 def test_onnx_on_cuda_is_refused_with_the_fix():
-    with pytest.raises(RuntimeError, match="use 'torch' or 'auto'"):
+    with pytest.raises(ConfigError, match="use 'torch' or 'auto'"):
         pick_backend("onnx", "cuda")

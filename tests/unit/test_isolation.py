@@ -62,7 +62,7 @@ def _transient_errors():
 
 
 def test_serve_away_or_slow_is_not_a_refusal():
-    from freshvec.actors.consumer import is_refusal
+    from freshvec.actors.batch import is_refusal
 
     for exc in _transient_errors():
         assert not is_refusal(exc), exc
@@ -71,7 +71,7 @@ def test_serve_away_or_slow_is_not_a_refusal():
 def test_the_replicas_own_exception_is_a_refusal():
     from ray.exceptions import RayTaskError
 
-    from freshvec.actors.consumer import is_refusal
+    from freshvec.actors.batch import is_refusal
 
     assert is_refusal(TypeError("TextEncodeInput must be ..."))  # Serve's gRPC mode: raised as it is
     assert is_refusal(UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogates not allowed"))

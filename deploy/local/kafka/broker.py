@@ -17,6 +17,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from freshvec.core.errors import PortInUseError
 from freshvec.deploy.local import paths
 from freshvec.deploy.local.process import ServiceProcess, port_open
 
@@ -95,7 +96,7 @@ class KafkaBroker:
         if self.is_running():
             return
         if port_open(self.port):
-            raise RuntimeError(f"port {self.port} is taken by another process; pick another --port")
+            raise PortInUseError(f"port {self.port} is taken by another process; pick another --port")
         libs = paths.kafka_libs()
         self.state_dir.mkdir(parents=True, exist_ok=True)
         config = self.state_dir / "server.properties"

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx
 
+from freshvec.core.errors import PortInUseError
 from freshvec.deploy.local import paths
 from freshvec.deploy.local.process import ServiceProcess, port_open
 
@@ -86,7 +87,7 @@ class WeaviateServer:
             return
         for port in (self.http_port, self.grpc_port):
             if port_open(port):
-                raise RuntimeError(f"port {port} is taken by another process; pick other Weaviate ports")
+                raise PortInUseError(f"port {port} is taken by another process; pick other Weaviate ports")
         binary = paths.weaviate_binary()
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.process.spawn(

@@ -1,0 +1,40 @@
+"""`freshvec status` renders the consumers' own typed stats: a failed or stuck consumer gets a line
+naming it, and the totals count them."""
+
+from __future__ import annotations
+
+import time
+
+from freshvec.actors.progress import ConsumerStats, Stuck
+from freshvec.cluster import status
+
+
+def _consumer(partition: int, **kw) -> dict:
+    fields = {"state": "running", **kw}
+    return ConsumerStats(name=f"consumer:eu:docs:{partition}", topic="docs", partition=partition, region="eu",
+                         node_id="abcdef0123", lag=0, consumed=10, **fields).as_dict()
+
+
+def _report(consumers: list[dict]) -> dict:
+    return {"consumers": consumers,
+            "totals": {"consumers": len(consumers), "live": len(consumers), "lag": 0, "throughput_eps": 0.0,
+                       "dlq": 0, "freshness_p50_ms": None, "freshness_p99_ms": None},
+            "serve": {"status": "RUNNING", "replica_states": {}, "replicas": []}, "warnings": []}
+
+
+def test_failed_and_stuck_consumers_are_named_with_their_reason():
+    stuck = Stuck(offset=41, error="SinkError: weaviate write failed", attempts=7, since=time.time() - 30)
+    report = _report([_consumer(0), _consumer(1, stuck=stuck),
+                      _consumer(2, state="failed", reason="KafkaRefused: kafka poll failed: TOPIC_AUTHORIZATION_FAILED")])
+    lines = status.render(report).splitlines()
+    assert "failed: consumer:eu:docs:2: KafkaRefused: kafka poll failed: TOPIC_AUTHORIZATION_FAILED" in lines
+    (line,) = [x for x in lines if x.startswith("stuck: ")]
+    assert line.startswith("stuck: consumer:eu:docs:1 at offset 41 for 3") and line.endswith(
+        "7 attempts: SinkError: weaviate write failed")
+    assert status.problem_lines(report["consumers"][:1]) == []
+
+
+def test_stats_travel_as_plain_data():
+    stats = ConsumerStats(name="consumer:local:docs:0", state="running", consumed=3, p50_ms=1.5)
+    out = stats.as_dict()
+    assert out["consumed"] == 3 and out["p50_ms"] == 1.5 and out["stuck"] is None and out["reason"] is None
