@@ -74,3 +74,10 @@ def test_skipped_setup_names_what_is_missing(monkeypatch, tmp_path):
         paths.weaviate_binary()
     with pytest.raises(SetupError, match=r"Kafka jars not found in .*make setup"):
         paths.kafka_libs()
+
+
+def test_kafka_cluster_ids_never_look_like_an_option():
+    from freshvec.deploy.local.kafka.broker import new_cluster_id
+
+    ids = [new_cluster_id() for _ in range(2000)]  # about 31 of them would start with '-' unchecked
+    assert not any(i.startswith("-") for i in ids) and all(len(i) == 22 for i in ids)

@@ -29,6 +29,14 @@ JVM_FLAGS = [
 ]
 
 
+def new_cluster_id() -> str:
+    """A random Kafka cluster id. Like Kafka's Uuid.randomUuid, never one that starts with '-': the
+    storage tool would read it as an option (one id in 64 did, and the broker then failed to format)."""
+    while (cluster_id := base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")).startswith("-"):
+        pass
+    return cluster_id
+
+
 @dataclass
 class KafkaBroker:
     port: int = 9092
@@ -105,7 +113,7 @@ class KafkaBroker:
         java = ["java", f"-Dlog4j2.configurationFile={HERE / 'log4j2.xml'}",
                 f"-Dkafka.logs.dir={self.state_dir}", f"-Djava.io.tmpdir={self.state_dir}"]
         if not (self.data_dir / "meta.properties").exists():
-            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+            cluster_id = new_cluster_id()
             subprocess.run(
                 [*java, "-Xmx256M", "-cp", classpath, "kafka.tools.StorageTool", "format",
                  "--standalone", "-t", cluster_id, "-c", str(config), *self.format_args],
