@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup services-up services-down test run demo bench-freshness bench-serve chaos lock clean-state
+.PHONY: setup services-up services-down test run demo bench-freshness bench-serve bench-autoscale bench-gpu chaos lock clean-state
 
 ## setup: venv with pinned packages, Kafka jars, weaviate-server binary (idempotent, cached)
 setup:
@@ -35,6 +35,14 @@ bench-freshness: services-up
 ## bench-serve: raw model vs our HTTP endpoint vs Infinity -> bench/results/serve.{json,png}
 bench-serve: setup
 	@$(PY) bench/serve.py
+
+## bench-autoscale: idle -> burst -> idle under each autoscaling setting -> bench/results/autoscale.{json,png}
+bench-autoscale: services-up
+	@$(PY) bench/autoscale.py
+
+## bench-gpu: GPU replicas (fp16, 1/2/4 sharing one GPU) on a CUDA machine -> bench/results/gpu.json
+bench-gpu: setup
+	@$(PY) bench/gpu.py
 
 ## chaos: faults (consumer, Serve replica, Weaviate, Kafka) while producing -> bench/results/chaos.json
 chaos: services-up

@@ -18,6 +18,7 @@ credentials, a consumer setting librdkafka rejects) stops in state `failed` with
 from __future__ import annotations
 
 import gc
+import json
 import logging
 import os
 import threading
@@ -35,7 +36,7 @@ from freshvec.actors.session import TwoStageSession
 from freshvec.actors.state import ContentStore
 from freshvec.core.config import FreshvecConfig
 from freshvec.core.errors import FreshvecError
-from freshvec.core.identity import APP_NAME, DEPLOYMENT_NAME, ModelInfo, consumer_name
+from freshvec.core.identity import APP_NAME, BACKLOG_PREFIX, DEPLOYMENT_NAME, KV_NAMESPACE, ModelInfo, consumer_name
 from freshvec.core.store import WeaviateStore
 
 log = logging.getLogger("freshvec.consumer")
@@ -186,6 +187,7 @@ class PartitionConsumer:
                 self.progress.committed, last_commit = acked, time.monotonic()
             if time.monotonic() - last_lag >= LAG_INTERVAL_S:
                 self.progress.set_lag(reader.lag(self.progress.committed, cached=True))
+                self._report_backlog(reader)
                 last_lag = time.monotonic()
             if time.monotonic() - last_log >= pipeline.freshness_log_interval_s:
                 self._log_freshness()
@@ -216,6 +218,19 @@ class PartitionConsumer:
         if time.monotonic() - self._lag_asked >= LAG_INTERVAL_S and self._reader is not None:
             self.progress.set_lag(self._reader.lag(self.progress.committed))
             self._lag_asked = time.monotonic()
+
+    def _report_backlog(self, reader: PartitionReader) -> None:
+        """For the backlog autoscaling policy (serve/autoscaling.py): this partition's lag and end offset.
+        Always, once a second: the policy may be set by a Serve config this consumer does not see."""
+        if self.progress.lag is None or reader.end_offset is None:
+            return
+        from ray.experimental.internal_kv import _internal_kv_put
+
+        report = {"lag": self.progress.lag, "end": reader.end_offset, "at": time.time()}
+        try:
+            _internal_kv_put(BACKLOG_PREFIX + self.name, json.dumps(report), namespace=KV_NAMESPACE)
+        except Exception:  # the policy falls back to requests when reports stop; ingestion goes on
+            log.debug("%s: could not report the backlog", self.name, exc_info=True)
 
     def _on_retry(self, exc: BaseException, target: str) -> None:
         # Keep lag current while paused (the backlog grows in Kafka); the Kafka client is the poll thread's.

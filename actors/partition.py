@@ -38,6 +38,7 @@ class PartitionReader:
         self.topic, self.partition = topic, partition
         self.brokers = kafka.bootstrap_servers
         self._tp = TopicPartition(topic, partition)
+        self.end_offset: int | None = None  # the log end offset the last `lag` saw
         rack = {"client_rack": client_rack} if client_rack else {}
         with kafka_errors("consumer set-up", self.brokers):
             self._consumer = client({
@@ -96,6 +97,7 @@ class PartitionReader:
                 low, high = self._consumer.get_watermark_offsets(self._tp, timeout=5)
         except Exception:  # the broker is away: the caller keeps the last value
             return None
+        self.end_offset = high
         return max(high - (committed if committed is not None else low), 0)
 
     def close(self) -> None:

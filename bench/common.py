@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -49,3 +50,17 @@ def drop_run_state(cfg) -> None:
     with contextlib.suppress(Exception):
         with connect(cfg.weaviate) as client:
             client.collections.delete(cfg.weaviate.collection)
+
+
+def bench_config(name: str, autoscaling: dict | None = None):
+    """The local config with a topic, group, DLQ and collection of this run's own (and `autoscaling`
+    merged into embedding.autoscaling)."""
+    from freshvec.core.config import load_config, parse_config
+
+    base = load_config(Path(__file__).resolve().parents[1] / "deploy" / "local" / "freshvec.yaml").model_dump(mode="json")
+    suffix = uuid.uuid4().hex[:8]
+    base["kafka"] |= {"topics": [f"bench-{name}-{suffix}"], "group_id": f"bench-{name}-{suffix}"}
+    base["weaviate"]["collection"] = f"Bench{name.capitalize()}{suffix}"
+    base["pipeline"]["dlq_topic"] = f"bench-{name}-{suffix}.dlq"
+    base["embedding"]["autoscaling"] |= autoscaling or {}
+    return parse_config(base)

@@ -23,16 +23,15 @@ import os
 import sys
 import threading
 import time
-import uuid
 
 import numpy as np
 from tqdm import tqdm
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench.common import RESULTS, drop_run_state, pct, sentences, write_json  # noqa: E402
+from bench.common import RESULTS, bench_config, drop_run_state, pct, sentences, write_json  # noqa: E402
 from freshvec.cluster import ray_env  # noqa: E402
-from freshvec.core.config import FreshvecConfig, load_config, parse_config  # noqa: E402
+from freshvec.core.config import FreshvecConfig, load_config  # noqa: E402
 
 STEADY_RATE = float(os.environ.get("BENCH_STEADY_RATE", 50))
 STEADY_S = float(os.environ.get("BENCH_STEADY_S", 60))
@@ -43,15 +42,6 @@ WARMUP_EVENTS = int(os.environ.get("BENCH_WARMUP_EVENTS", 50))
 # it cost the 50 events/s run about 20 ms of p50 on 2 cores. The latencies are stamped by the
 # consumers, so collecting less often changes no figure, only the load.
 COLLECT_EVERY_S = 0.5
-
-
-def bench_config(name: str) -> FreshvecConfig:
-    base = load_config("deploy/local/freshvec.yaml").model_dump(mode="json")
-    suffix = uuid.uuid4().hex[:8]
-    base["kafka"] |= {"topics": [f"bench-{name}-{suffix}"], "group_id": f"bench-{name}-{suffix}"}
-    base["weaviate"]["collection"] = f"Bench{name.capitalize()}{suffix}"
-    base["pipeline"]["dlq_topic"] = f"bench-{name}-{suffix}.dlq"
-    return parse_config(base)
 
 
 def produce_at(cfg: FreshvecConfig, texts: list[str], rate: float | None, prefix: str) -> list[str]:

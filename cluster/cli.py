@@ -65,9 +65,12 @@ def _status_line(cfg: FreshvecConfig) -> str:
     def ms(v):
         return "-" if v is None else f"{v:.1f} ms"
 
+    serve = report["serve"]
+    target = serve.get("target_replicas")
     line = (f"{t['live']}/{t['consumers']} consumers, lag {t['lag']}, {t['throughput_eps']:.1f} ev/s, "
             f"{t['dlq']} dead-lettered; freshness p50 {ms(t['freshness_p50_ms'])}, p99 {ms(t['freshness_p99_ms'])} "
-            "(last minute)")
+            f"(last minute); {serve.get('running_replicas', 0)} replicas"
+            f"{'' if target in (None, serve.get('running_replicas')) else f' (scaling to {target})'}")
     return "\n".join([line] + [f"  {problem}" for problem in status.problem_lines(report["consumers"])])
 
 

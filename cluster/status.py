@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import ray
 
@@ -31,7 +32,6 @@ def _consumer(region: Region, topic: str, partition: int) -> dict:
 def _serve() -> dict:
     from ray import serve
 
-
     try:
         app = serve.status().applications.get(APP_NAME)
     except Exception as exc:
@@ -48,9 +48,36 @@ def _serve() -> dict:
             replicas.append({"actor_id": a.actor_id, "node": a.node_id, "pid": a.pid})
     except Exception:
         pass
+    states = {str(k): v for k, v in (deployment.replica_states if deployment else {}).items()}
     return {"status": str(app.status.value if hasattr(app.status, "value") else app.status),
-            "replica_states": {str(k): v for k, v in (deployment.replica_states if deployment else {}).items()},
-            "replicas": replicas}
+            "replica_states": states, "running_replicas": states.get("RUNNING", 0),
+            "target_replicas": _target_replicas(), "autoscaling": _decision(), "replicas": replicas}
+
+
+def _target_replicas() -> int | None:
+    """What Serve is scaling the embedder to (serve.status() gives only the replicas' states)."""
+    try:
+        from ray.serve.context import _get_global_client
+
+        details = _get_global_client().get_serve_details()
+        return details["applications"][APP_NAME]["deployments"][DEPLOYMENT_NAME]["target_num_replicas"]
+    except Exception:  # an older or newer Serve: status goes on without it
+        return None
+
+
+def _decision() -> dict | None:
+    """The backlog policy's last decision with its inputs (None under Serve's request policy)."""
+    from dataclasses import asdict
+
+    from freshvec.serve.autoscaling import read_decision
+
+    try:
+        decision = read_decision()
+    except Exception:
+        return None
+    if decision is None or time.time() - decision.at > 30:  # none, or a past run's
+        return None
+    return {**asdict(decision), "line": decision.line()}
 
 
 def collect(cfg: FreshvecConfig) -> dict:
@@ -111,7 +138,10 @@ def render(status: dict) -> str:
     lines.append(f"\n{t['live']}/{t['consumers']} consumers live; lag {t['lag']}; {t['throughput_eps']:.1f} ev/s; "
                  f"freshness p50 {ms(t['freshness_p50_ms'])} ms, p99 {ms(t['freshness_p99_ms'])} ms (last minute); "
                  f"DLQ {t['dlq']}")
-    lines.append(f"serve: {s['status']}; replicas {json.dumps(s.get('replica_states', {}))}"
+    target = s.get("target_replicas")
+    lines.append(f"serve: {s['status']}; replicas {s.get('running_replicas', 0)} running"
+                 f"{'' if target is None else f' of {target} wanted'} {json.dumps(s.get('replica_states', {}))}"
+                 + (f"; autoscaling {s['autoscaling']['line']}" if s.get("autoscaling") else "")
                  + "".join(f"\n  replica {r['actor_id'][:8]} on node {r['node'][:8]} (pid {r['pid']})"
                            for r in s["replicas"]))
     lines += [f"warning: {w}" for w in status["warnings"]]

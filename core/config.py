@@ -67,14 +67,25 @@ class AutoscalingConfig(BaseModel):
     model_config = _Strict
     min_replicas: int = Field(1, ge=0)
     max_replicas: PositiveInt = 1
-    target_ongoing_requests: float = Field(2.0, gt=0)
+    target_ongoing_requests: float = Field(2.0, gt=0)  # calls in flight per replica (a call is 1..64 texts)
     upscale_delay_s: float = Field(5.0, ge=0)
     downscale_delay_s: float = Field(60.0, ge=0)
+    # requests: Serve's own policy; backlog: also the consumers' Kafka backlog (serve/autoscaling.py).
+    policy: Literal["requests", "backlog"] = "requests"
+    # How often replicas report load, and over how long Serve averages it: Serve's defaults (10 s, 30 s)
+    # suit web traffic; a stream's bursts are over by then.
+    metrics_interval_s: float = Field(1.0, gt=0)
+    look_back_period_s: float = Field(5.0, gt=0)
+    catch_up_s: float = Field(30.0, gt=0)  # backlog: drain the lag within this many seconds
+    target_utilization: float = Field(0.7, gt=0, le=1)  # backlog: replicas busy this share at the input rate
 
     @model_validator(mode="after")
     def _bounds(self) -> AutoscalingConfig:
         if self.max_replicas < self.min_replicas:
             raise ValueError(f"max_replicas ({self.max_replicas}) must be >= min_replicas ({self.min_replicas})")
+        if self.look_back_period_s <= self.metrics_interval_s:
+            raise ValueError(f"look_back_period_s ({self.look_back_period_s}) must be > metrics_interval_s "
+                             f"({self.metrics_interval_s})")
         return self
 
 

@@ -11,6 +11,11 @@ from dataclasses import dataclass
 APP_NAME = "freshvec"  # the Serve application: the embedder and its HTTP routes
 DEPLOYMENT_NAME = "Embedder"
 RAY_NAMESPACE = "freshvec"  # the consumer actors' namespace
+# Ray's internal key-value store: each consumer's backlog report (BACKLOG_PREFIX + its name) and the
+# backlog autoscaling policy's last decision, read by the policy and by `freshvec status`.
+KV_NAMESPACE = "freshvec"
+BACKLOG_PREFIX = "backlog:"
+DECISION_KEY = "autoscale:decision"
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from ray import serve
 from freshvec.core.records import unicode_problem
 from freshvec.core.config import FreshvecConfig
 from freshvec.core.identity import DEPLOYMENT_NAME
+from freshvec.serve.autoscaling import serve_autoscaling
 from freshvec.serve.embedder import EmbeddingModel
 
 
@@ -268,14 +269,7 @@ def build_app(cfg: FreshvecConfig):
                            **({"label_selector": emb.label_selector} if emb.label_selector else {})},
         # Serve caps a batch at max_ongoing_requests: keep room for a full batch plus the next.
         max_ongoing_requests=2 * emb.max_batch_size,
-        autoscaling_config={
-            "min_replicas": auto.min_replicas,
-            "initial_replicas": max(1, auto.min_replicas),
-            "max_replicas": auto.max_replicas,
-            "target_ongoing_requests": auto.target_ongoing_requests,
-            "upscale_delay_s": auto.upscale_delay_s,
-            "downscale_delay_s": auto.downscale_delay_s,
-        },
+        autoscaling_config=serve_autoscaling(auto),
         logging_config={"enable_access_log": False},  # a log line per request costs CPU on the hot path
     ).bind(cfg)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -18,6 +19,9 @@ from ray import serve
 
 from freshvec.core.config import EmbeddingConfig
 from freshvec.core.errors import ConfigError
+from freshvec.serve.autoscaling import CAPACITY_METRIC
+
+CAPACITY_MIN_TEXTS = 32  # texts a replica embeds before its throughput counts as measured
 
 
 
@@ -68,6 +72,7 @@ class EmbeddingModel:
         # A forward pass per stream before the replica takes traffic: the first run of a session sets up
         # its buffers (tens of ms), which would otherwise land on a real request.
         self.encode(["warm-up"] * self._streams)
+        self._busy_s, self._texts, self._capacity = 0.0, 0, 0.0  # for record_autoscaling_stats
         self._embed_batch.set_max_batch_size(cfg.max_batch_size)
         self._embed_batch.set_batch_wait_timeout_s(cfg.batch_wait_timeout_s)
 
@@ -105,10 +110,13 @@ class EmbeddingModel:
         # On the replica's event loop, not in a thread: requests that arrive during a forward pass wait
         # in the socket and all join the next batch. A model thread would contend with the loop for
         # the GIL and the cores, and the loop then admits about one request per pass (batches of 1).
+        started = time.perf_counter()
         try:
             vectors = self.encode(flat)
         except Exception:  # noqa: BLE001 - one caller's bad text must not fail the others batched with it
             return [self._encode_alone(texts) for texts in requests]
+        self._busy_s += time.perf_counter() - started
+        self._texts += len(flat)
         out, start = [], 0
         for texts in requests:
             out.append(vectors[start:start + len(texts)])
@@ -128,6 +136,16 @@ class EmbeddingModel:
         if isinstance(result, Exception):
             raise result
         return result
+
+    def record_autoscaling_stats(self) -> dict[str, float]:
+        """Serve asks each replica every metrics_interval_s: texts embedded per busy second, what one
+        replica adds to the deployment's capacity (the backlog policy's divisor). Smoothed, and kept
+        while the replica idles."""
+        if self._texts >= CAPACITY_MIN_TEXTS and self._busy_s > 0:
+            measured = self._texts / self._busy_s
+            self._capacity = measured if not self._capacity else 0.5 * self._capacity + 0.5 * measured
+            self._busy_s, self._texts = 0.0, 0
+        return {CAPACITY_METRIC: self._capacity}
 
     def info(self) -> dict:
         import ray

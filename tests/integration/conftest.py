@@ -135,7 +135,8 @@ def make_env(serve_app):
 
     envs = []
 
-    def make(partitions: int = 4, collection: str | None = None, consumer: dict | None = None, **pipeline) -> Env:
+    def make(partitions: int = 4, collection: str | None = None, consumer: dict | None = None, start: bool = True,
+             **pipeline) -> Env:
         suffix = uuid.uuid4().hex[:10]
         cfg = parse_config({
             # fetch_max_wait_ms 100 (not the seed's 1): same latency, no busy re-fetching on 2 cores.
@@ -146,6 +147,11 @@ def make_env(serve_app):
         })
         env = Env(cfg, serve_app, partitions)
         envs.append(env)
+        if not start:  # the test produces first, then calls env.start(); the topic is made now
+            from freshvec.cluster.supervisor import ensure_topics
+
+            ensure_topics(cfg)
+            return env
         return env.start()
 
     yield make
