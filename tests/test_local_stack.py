@@ -48,9 +48,10 @@ def test_weaviate_near_vector(weaviate_server):
         client.close()
 
 
-def test_ray_cluster_starts_and_stops(ray_temp_dir):
+def test_ray_cluster_starts_and_stops(ray_temp_dir, shared_ray):
     import ray
 
+    shared_ray.release()  # a Ray of this test's own
     ray.init(num_cpus=1, include_dashboard=False, object_store_memory=100 * 1024**2,
              labels={"region": "local-test"}, _temp_dir=ray_temp_dir)
     try:

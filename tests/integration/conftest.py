@@ -33,25 +33,16 @@ def serve_config():
 
 
 @pytest.fixture(scope="module")
-def serve_app(kafka, weaviate_server, ray_module, serve_config):
-    """The Serve embedder (and its HTTP routes) on a module-wide Ray; yields the ModelInfo it reports."""
-    from ray import serve
-
-    from freshvec.cluster.pipeline import deploy_serve
-
-    info = deploy_serve(serve_config)
-    yield info
-    serve.shutdown()
+def serve_app(kafka, weaviate_server, ray_module, serve_config, shared_ray):
+    """The Serve embedder (and its HTTP routes) for `serve_config`; yields the ModelInfo it reports.
+    Kept for the next module that asks for the same config (tests/conftest.py: SharedRay)."""
+    return shared_ray.serve(serve_config)
 
 
 @pytest.fixture(scope="module")
-def ray_module(ray_temp_dir_module):
-    import ray
-
-    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=200 * 1024**2,
-             _temp_dir=ray_temp_dir_module, namespace="freshvec-tests")
-    yield
-    ray.shutdown()
+def ray_module(shared_ray):
+    """The shared single-node Ray; modules that need another override this with `shared_ray.own(...)`."""
+    shared_ray.ray()
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +103,17 @@ class Env:
             return list(collection.iterator(include_vector=include_vector))
 
     def texts_by_key(self) -> dict[str, str]:
-        return {o.properties["doc_id"]: o.properties["text"] for o in self.objects()}
+        """Key -> text of documents that are one chunk each (a longer one fails: use chunks_by_key)."""
+        objects = self.objects()
+        assert all((o.properties.get("chunk_count") or 1) == 1 for o in objects), "a document has several chunks"
+        return {o.properties["doc_id"]: o.properties["text"] for o in objects}
+
+    def chunks_by_key(self, include_vector: bool = False) -> dict[str, list]:
+        """Key -> its objects, in chunk order."""
+        out: dict[str, list] = {}
+        for o in self.objects(include_vector):
+            out.setdefault(o.properties["doc_id"], []).append(o)
+        return {k: sorted(v, key=lambda o: o.properties["chunk_index"]) for k, v in out.items()}
 
     def stats(self) -> list[dict]:
         import ray

@@ -87,13 +87,14 @@ def test_http_load_adds_a_replica_and_its_end_removes_it_without_a_failed_reques
     assert load.failed == [] and steady.failed == [], (load.failed + steady.failed)[:5]
 
 
-def test_a_backlog_adds_a_replica_that_requests_would_not_and_every_event_lands_once(serve_app, make_env):
+def test_a_backlog_adds_a_replica_that_requests_would_not_and_every_event_lands_once(serve_app, make_env, shared_ray):
     """4,000 events wait in Kafka before the consumers start: at most a few calls are ever in flight,
     and with a target of 50 per replica only the backlog can ask for the second replica."""
     from freshvec.cluster.pipeline import deploy_serve
     from freshvec.serve.autoscaling import read_decision
 
     deploy_serve(config(target_ongoing_requests=50))
+    shared_ray.invalidate()  # this app is not the module's serve_config
     assert wait_until(lambda: replicas() == 1, 120, "one replica at rest")
     env = make_env(partitions=4, start=False)
     docs = {f"doc-{i}": f"backlog document number {i} about autoscaling on the kafka lag" for i in range(4000)}

@@ -7,10 +7,13 @@ import pytest
 pytestmark = pytest.mark.timeout(600)
 
 
-def test_short_chaos_run_loses_duplicates_and_leaves_stale_nothing(serve_app, weaviate_server, kafka):
+def test_short_chaos_run_loses_duplicates_and_leaves_stale_nothing(serve_app, weaviate_server, kafka, shared_ray):
     from bench.chaos import run
 
-    out = run(duration_s=40, rate=30, keys=60, pause_s=3, outage_s=3)
+    try:
+        out = run(duration_s=40, rate=30, keys=60, pause_s=3, outage_s=3)
+    finally:
+        shared_ray.invalidate()  # the run deployed the app with its own config
     assert [f["name"] for f in out["faults"]] == [
         "kill consumer actor", "kill serve replica", "restart weaviate", "restart kafka broker"]
     assert out["expected"] > 20

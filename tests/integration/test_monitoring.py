@@ -28,15 +28,15 @@ METRICS_PORT = _free_port()
 
 
 @pytest.fixture(scope="module")
-def ray_module(ray_temp_dir_module):
+def ray_module(ray_temp_dir_module, shared_ray):
     """This module's Ray exports metrics every second on a known port."""
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=200 * 1024**2,
-             _temp_dir=ray_temp_dir_module, namespace="freshvec-tests", _metrics_export_port=METRICS_PORT,
-             _system_config={"metrics_report_interval_ms": 1000})
-    yield
-    ray.shutdown()
+    with shared_ray.own(lambda: ray.init(
+            num_cpus=2, include_dashboard=False, object_store_memory=200 * 1024**2, _temp_dir=ray_temp_dir_module,
+            namespace="freshvec-tests", _metrics_export_port=METRICS_PORT,
+            _system_config={"metrics_report_interval_ms": 1000})):
+        yield
 
 
 def scrape() -> dict[str, list[tuple[dict, float]]]:

@@ -73,10 +73,11 @@ def _stop_cluster() -> None:
 
 
 @pytest.fixture
-def fake_cluster(tmp_path):
+def fake_cluster(tmp_path, shared_ray):
     import shutil
     import tempfile
 
+    shared_ray.release()  # this test's driver joins the fake cluster instead
     from ray.autoscaler._private.fake_multi_node.node_provider import FAKE_HEAD_NODE_ID
 
     config = _autoscaling_config(tmp_path)

@@ -42,11 +42,10 @@ def cluster():
 
 
 @pytest.fixture(scope="module")
-def ray_module(cluster):
+def ray_module(cluster, shared_ray):
     """Overrides the single-node Ray of the other modules: the driver joins the labelled cluster."""
-    ray.init(address=cluster[0].address, namespace="freshvec-tests")
-    yield
-    ray.shutdown()
+    with shared_ray.own(lambda: ray.init(address=cluster[0].address, namespace="freshvec-tests")):
+        yield
 
 
 @pytest.fixture(scope="module")
