@@ -1,9 +1,11 @@
 """What happens to one polled batch, in two halves for the two stages of a session.
 
-`prepare` (reader thread) parses the records, dead-letters what can never succeed, reuses the vector
-of each text that did not change and sends the rest to the embedder. `finish` (writer thread) waits
-for the vectors, writes to Weaviate and dead-letters what a service refused for what it is, isolated
-from its batch-mates, so the rest of the batch lands; it returns the offset that may be committed.
+`prepare` (reader thread) parses the records, splits each document into chunks, dead-letters what can
+never succeed, reuses the vector of each chunk whose text did not change and sends the rest to the
+embedder. `finish` (writer thread) waits for the vectors, writes each document's chunks to Weaviate
+(removing what a longer earlier version left) and dead-letters what a service refused for what it
+is, isolated from its batch-mates, so the rest of the batch lands; it returns the offset that may be
+committed. A document is the unit of refusal: one refused chunk sends the whole document to the DLQ.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from freshvec.actors.chunker import Chunker
 from freshvec.actors.dead_letters import DeadLetterWriter
 from freshvec.actors.isolation import split_refused
 from freshvec.actors.progress import Progress
@@ -25,7 +28,7 @@ from freshvec.actors.state import ContentStore
 from freshvec.core.config import PipelineConfig
 from freshvec.core.errors import EmbedError, EmbedRejected, TransientError, WriteRejected
 from freshvec.core.identity import ModelInfo
-from freshvec.core.records import Delete, KafkaRecord, Rejected, Upsert, latest_per_key, parse
+from freshvec.core.records import Chunk, Delete, KafkaRecord, Rejected, Upsert, latest_per_key, parse
 from freshvec.core.store import Embedded, WeaviateStore
 
 log = logging.getLogger("freshvec.consumer")
@@ -33,6 +36,9 @@ log = logging.getLogger("freshvec.consumer")
 # Embedded when the embedder refuses a lone text: if this passes, the embedder works and the text is poison.
 PROBE_TEXT = "freshvec probe: the embedder answers"
 EMBED_TIMEOUT_S = 30
+# Texts per embed call: a batch of long documents is hundreds of chunks; calls of this size finish well
+# within EMBED_TIMEOUT_S on a slow core, and spread over the replicas when there are several.
+EMBED_CALL_TEXTS = 128
 
 
 def is_refusal(exc: BaseException) -> bool:
@@ -50,28 +56,46 @@ def is_refusal(exc: BaseException) -> bool:
 
 
 @dataclass
+class Document:
+    """An upsert split into chunks, with the vector last written for each chunk whose text is unchanged."""
+
+    op: Upsert
+    chunks: list[Chunk]
+    cached: list[np.ndarray | None]
+
+    @property
+    def missing(self) -> list[str]:
+        """The texts of the chunks to embed."""
+        return [c.text for c, v in zip(self.chunks, self.cached) if v is None]
+
+    def with_vectors(self, fresh: np.ndarray | list) -> list[np.ndarray]:
+        """Every chunk's vector: the cached ones, and `fresh` (for `missing`, in order) in the gaps."""
+        new = iter(fresh)
+        return [v if v is not None else next(new) for v in self.cached]
+
+
+@dataclass
 class Batch:
-    """A polled batch between the two stages: parsed, dead letters sent, its embedding under way."""
+    """A polled batch between the two stages: parsed, chunked, dead letters sent, its embedding under way."""
 
     records: list[KafkaRecord]
     ops: list
-    upserts: list[Upsert]
+    docs: list[Document]
     deletes: list[Delete]
-    cached: dict[str, np.ndarray | None]  # the stored vector of each upsert whose text is unchanged
-    response: object | None = None  # the embed call's DeploymentResponse; None when nothing (yet) is sent
+    responses: list | None = None  # the embed calls' DeploymentResponses; None when nothing (yet) is sent
     started: float = 0.0  # perf_counter when the embedding was sent
 
     @property
-    def to_embed(self) -> list[Upsert]:
-        return [u for u in self.upserts if self.cached[u.key] is None]
+    def to_embed(self) -> list[Document]:
+        return [d for d in self.docs if d.missing]
 
 
 class BatchProcessor:
-    def __init__(self, pipeline: PipelineConfig, model: ModelInfo, embedder, store: WeaviateStore,
+    def __init__(self, pipeline: PipelineConfig, model: ModelInfo, chunker: Chunker, embedder, store: WeaviateStore,
                  dead_letters: DeadLetterWriter, retries: RetryPolicy, vectors: ContentStore, progress: Progress,
                  stopped: threading.Event):
         """`embedder`: the Serve deployment handle; `vectors`: what was last written per key."""
-        self.pipeline, self.model, self.embedder, self.store = pipeline, model, embedder, store
+        self.pipeline, self.model, self.chunker, self.embedder, self.store = pipeline, model, chunker, embedder, store
         self.dead_letters, self.retries, self.vectors, self.progress = dead_letters, retries, vectors, progress
         self.metrics, self.stopped = progress.metrics, stopped
 
@@ -84,38 +108,51 @@ class BatchProcessor:
 
     # --- reader thread ------------------------------------------------------------
     def prepare(self, records: list[KafkaRecord]) -> Batch:
-        ops = [parse(r, self.pipeline.event, self.pipeline.max_text_bytes) for r in records]
-        rejected = [op for op in ops if isinstance(op, Rejected)]
+        ops = [self._chunked(r, parse(r, self.pipeline.event, self.pipeline.max_text_bytes)) for r in records]
+        rejected = [op for op, _ in ops if isinstance(op, Rejected)]
         if rejected:
             self.retries.call(self.dead_letter, rejected, target="kafka")
 
-        latest = latest_per_key(op for op in ops if not isinstance(op, Rejected))
-        upserts = [op for op in latest if isinstance(op, Upsert)]
-        deletes = [op for op in latest if isinstance(op, Delete)]
+        chunks = {op.source.offset: c for op, c in ops if isinstance(op, Upsert)}
+        latest = latest_per_key(op for op, _ in ops if not isinstance(op, Rejected))
         # A key whose write is still in flight may miss here and be embedded again: wasted work, never
-        # a wrong vector, since the store is keyed by the text's hash.
-        batch = Batch(records, ops, upserts, deletes,
-                      {u.key: self.vectors.vector_if_unchanged(u.key, u.text) for u in upserts})
-        if to_embed := batch.to_embed:
+        # a wrong vector, since the store is keyed by each chunk's text hash.
+        docs = []
+        for op in latest:
+            if isinstance(op, Upsert):
+                parts = chunks[op.source.offset]
+                docs.append(Document(op, parts, self.vectors.vectors_if_unchanged(op.key, [c.text for c in parts])))
+        batch = Batch(records, [op for op, _ in ops], docs, [op for op in latest if isinstance(op, Delete)])
+        if texts := [t for d in batch.to_embed for t in d.missing]:
             with contextlib.suppress(Exception):  # Serve away: the writer's retries send it again
-                batch.response = self.embedder.embed.remote([u.text for u in to_embed])
+                batch.responses = self._send(texts)
             batch.started = time.perf_counter()
         return batch
+
+    def _chunked(self, record: KafkaRecord, op):
+        """(op, its chunks); an upsert that needs more than max_chunks is rejected like a parse failure."""
+        if not isinstance(op, Upsert):
+            return op, None
+        chunks = self.chunker.split(op.text)
+        if len(chunks) > self.chunker.max_chunks:
+            return Rejected.of(record, "too_many_chunks", f"the text needs {len(chunks)} chunks; the limit is "
+                               f"{self.chunker.max_chunks} (pipeline.chunking.max_chunks)", "chunk"), None
+        return op, chunks
 
     # --- writer thread ------------------------------------------------------------
     def finish(self, batch: Batch) -> int:
         """Wait for the vectors, write, dead-letter what was refused, count; returns the offset after the batch."""
         to_embed = batch.to_embed
-        fresh, refused = self._embed_isolating(to_embed, batch.response, batch.started) if to_embed else ({}, {})
+        fresh, refused = self._embed_isolating(to_embed, batch.responses, batch.started) if to_embed else ({}, {})
         t1 = time.perf_counter()
-        items = [Embedded(u, batch.cached[u.key] if batch.cached[u.key] is not None else fresh[u.key])
-                 for u in batch.upserts if u.key not in refused]
+        items = [Embedded(d.op, d.chunks, d.with_vectors(fresh.get(d.op.key, ())), self._may_shrink(d))
+                 for d in batch.docs if d.op.key not in refused]
         written, rejected = self._write_isolating(items, batch.deletes)
         self.metrics.stage("upsert", len(items) + len(batch.deletes), time.perf_counter() - t1)
 
         by_offset = {r.offset: r for r in batch.records}
-        dead = [Rejected.of(by_offset[u.source.offset], "embed_failed", detail, "embed")
-                for u in to_embed if (detail := refused.get(u.key))]
+        dead = [Rejected.of(by_offset[d.op.source.offset], "embed_failed", detail, "embed")
+                for d in to_embed if (detail := refused.get(d.op.key))]
         dead += [Rejected.of(by_offset[e.op.source.offset], "write_rejected", detail, "write")
                  for e, detail in rejected]
         if dead and self.stopped.is_set():  # tries cut short: not acknowledged, the next run judges again
@@ -128,13 +165,21 @@ class BatchProcessor:
         self.progress.acknowledged([ack_ms - r.timestamp for r, op in zip(batch.records, batch.ops)
                                     if not isinstance(op, Rejected) and r.offset not in failed_offsets])
         for item in written:
-            self.vectors.remember(item.op.key, item.op.text, item.vector)
+            self.vectors.remember(item.op.key, [c.text for c in item.chunks], item.vectors)
         for d in batch.deletes:
             self.vectors.forget(d.key)
+        embedded = sum(len(d.missing) for d in to_embed if d.op.key not in refused)
         self.progress.count(consumed=len(batch.records), upserted=len(written), deleted=len(batch.deletes),
-                            embedded=len(to_embed) - len(refused),
-                            skipped_unchanged=len(batch.upserts) - len(to_embed), batches=1)
+                            embedded=embedded, chunks_written=sum(len(e.chunks) for e in written),
+                            skipped_unchanged=sum(len(d.chunks) for d in batch.docs) - sum(
+                                len(d.missing) for d in to_embed), batches=1)
         return batch.records[-1].offset + 1
+
+    def _may_shrink(self, doc: Document) -> bool:
+        """May Weaviate hold chunks of this key past the new last one? Asked here, on the writer thread,
+        after every earlier batch's write: at poll time a write in flight could still add some."""
+        known = self.vectors.chunk_count(doc.op.key)
+        return known is None or known > len(doc.chunks)
 
     def dead_letter(self, rejected: list[Rejected]) -> None:
         self.dead_letters.send(rejected)
@@ -144,25 +189,29 @@ class BatchProcessor:
             log.warning("%s offset %d -> DLQ at %s: %s (%s)", r.source.topic, r.source.offset, r.step, r.reason,
                         r.detail)
 
-    def _embed_isolating(self, upserts: list[Upsert], response, started: float):
-        """(vectors by key, error by refused key). A refused batch is split in halves until each refused
-        text is alone; a lone refused text is poison only if the embedder then embeds PROBE_TEXT, so
-        an embedder that refuses everything is retried as unavailable, never dead-letters a stream."""
-        sent = [response] if response is not None else []
+    def _embed_isolating(self, docs: list[Document], responses, started: float):
+        """(new vectors by key, error by refused key). A refused batch is split in halves until each refused
+        document is alone; a lone refused document is poison only if the embedder then embeds PROBE_TEXT,
+        so an embedder that refuses everything is retried as unavailable, never dead-letters a stream."""
+        sent = [responses] if responses is not None else []
 
-        def embed(group) -> np.ndarray:  # the call sent at poll time first, a new one after
-            texts = [u.text for u in group]
-            if group is upserts:  # the whole batch: a refusal is tried again a few times first
+        def embed(group) -> np.ndarray:  # the calls sent at poll time first, new ones after
+            texts = [t for d in group for t in d.missing]
+            if group is docs:  # the whole batch: a refusal is tried again a few times first
                 return self.retries.attempts(lambda: self._embed(texts, sent.pop() if sent else None),
                                              target="serve")
             return self.retries.call(self._embed, texts, target="serve")
 
-        done, refused = split_refused(upserts, embed, EmbedRejected)
+        done, refused = split_refused(docs, embed, EmbedRejected)
         if refused:
             self.retries.call(self._probe, target="serve")
-        self.metrics.stage("embed", len(upserts), time.perf_counter() - started)
-        vectors = {u.key: v for group, out in done for u, v in zip(group, out)}
-        return vectors, {u.key: str(exc) for u, exc in refused}
+        self.metrics.stage("embed", sum(len(d.missing) for d in docs), time.perf_counter() - started)
+        vectors = {}
+        for group, out in done:
+            start = 0
+            for d in group:
+                vectors[d.op.key], start = out[start:start + len(d.missing)], start + len(d.missing)
+        return vectors, {d.op.key: str(exc) for d, exc in refused}
 
     def _probe(self) -> None:
         try:
@@ -192,15 +241,16 @@ class BatchProcessor:
                     pending[i] = alone.errors[0]
             if not pending:
                 break
-        if deletes:  # the refused write came first: the batch's deletes are still to do
-            self.retries.call(self.store.write, [], deletes, target="weaviate")
         return [item for i, item in enumerate(items) if i not in pending], [(items[i], m) for i, m in pending.items()]
 
-    def _embed(self, texts: list[str], response=None) -> np.ndarray:
-        """The vectors for `texts`, from `response` when the call was already sent."""
+    def _send(self, texts: list[str]) -> list:
+        return [self.embedder.embed.remote(texts[i:i + EMBED_CALL_TEXTS]) for i in range(0, len(texts), EMBED_CALL_TEXTS)]
+
+    def _embed(self, texts: list[str], responses=None) -> np.ndarray:
+        """The vectors for `texts`, from `responses` when the calls were already sent."""
         try:
-            vectors = (response if response is not None else self.embedder.embed.remote(texts)).result(
-                timeout_s=EMBED_TIMEOUT_S)
+            parts = [r.result(timeout_s=EMBED_TIMEOUT_S) for r in (responses or self._send(texts))]
+            vectors = np.concatenate(parts) if len(parts) != 1 else parts[0]
         except Exception as exc:
             if is_refusal(exc):  # the replica's own code raised: these texts (or the model) are refused
                 cause = exc.cause if isinstance(getattr(exc, "cause", None), BaseException) else exc

@@ -27,6 +27,7 @@ import time
 import ray
 
 from freshvec.actors.batch import BatchProcessor
+from freshvec.actors.chunker import Chunker
 from freshvec.actors.dead_letters import DeadLetterWriter
 from freshvec.actors.metrics import PipelineMetrics
 from freshvec.actors.partition import PartitionReader
@@ -73,7 +74,8 @@ class PartitionConsumer:
         zone = ray.get_runtime_context().get_node_labels().get(zone_label_key)
         self.client_rack = (zone_racks or {}).get(zone)
         self.progress = Progress(PipelineMetrics(region, topic, partition))
-        self._vectors = ContentStore(cfg.pipeline.state_max_keys)
+        self._chunker = Chunker(cfg.pipeline.chunking, cfg.embedding.model)
+        self._vectors = ContentStore(cfg.pipeline.state_max_chunks)
         self._stop = threading.Event()
         # Each session has its own stop, set when it ends (and by `stop`), so that a writer still
         # retrying in a session that failed gives up instead of writing a stale batch later.
@@ -143,7 +145,7 @@ class PartitionConsumer:
             dead_letters = DeadLetterWriter(self.cfg.kafka, pipeline.dlq_topic)
             store = WeaviateStore(self.cfg.weaviate, self.model)
             embedder = serve.get_deployment_handle(DEPLOYMENT_NAME, app_name=APP_NAME)
-            steps = BatchProcessor(pipeline, self.model, embedder, store, dead_letters, retries, self._vectors,
+            steps = BatchProcessor(pipeline, self.model, self._chunker, embedder, store, dead_letters, retries, self._vectors,
                                    self.progress, stopped)
             self.progress.state = "warming up"
             steps.warm_up()

@@ -24,7 +24,8 @@ class PipelineMetrics:
                                    boundaries=LATENCY_BOUNDARIES_MS, tag_keys=TAGS)
         self.lag = Gauge("freshvec_consumer_lag", "Log end offset minus committed offset.", tag_keys=TAGS)
         self.records = Counter("freshvec_records",
-                               "Records by outcome: consumed, embedded, upserted, deleted, skipped_unchanged.",
+                               "Records by outcome: consumed, upserted, deleted; chunks: embedded, "
+                               "skipped_unchanged (vector reused), chunks_written.",
                                tag_keys=(*TAGS, "outcome"))
         self.dlq = Counter("freshvec_dlq_records", "Records sent to the dead-letter topic.",
                            tag_keys=(*TAGS, "reason"))

@@ -20,9 +20,10 @@ class Counts:
     consumed: int = 0
     upserted: int = 0
     deleted: int = 0
-    skipped_unchanged: int = 0
+    skipped_unchanged: int = 0  # chunks whose vector was reused: their text had not changed
     dead_lettered: int = 0
-    embedded: int = 0
+    embedded: int = 0  # chunks embedded (a short document is one chunk)
+    chunks_written: int = 0
     retries: int = 0
     batches: int = 0
 
@@ -87,7 +88,7 @@ class Progress:
     def count(self, **outcomes: int) -> None:
         for outcome, n in outcomes.items():
             setattr(self.counts, outcome, getattr(self.counts, outcome) + n)
-            if outcome in ("consumed", "upserted", "deleted", "embedded", "skipped_unchanged"):
+            if outcome in ("consumed", "upserted", "deleted", "embedded", "skipped_unchanged", "chunks_written"):
                 self.metrics.count(outcome, n)
 
     def acknowledged(self, latencies_ms: list[float]) -> None:

@@ -228,7 +228,7 @@ def start_infinity(port: int, log: Path) -> subprocess.Popen:
     """Set up the venv if needed, start Infinity on the local model directory, wait for /health."""
     import httpx
 
-    from freshvec.serve.model import resolve_model_path
+    from freshvec.core.models import resolve_model_path
 
     setup = subprocess.run(["bash", str(ROOT / "bench" / "setup_infinity.sh")], capture_output=True, text=True)
     if setup.returncode:

@@ -21,15 +21,16 @@ log = logging.getLogger("freshvec.pipeline")
 def deploy_serve(cfg: FreshvecConfig) -> ModelInfo:
     """Run the Serve application (the embedder with its HTTP routes); wait until it is ready.
 
-    The model is looked up here first, so a wrong name fails in a second with its own message
-    instead of after Serve's retries of the replica; any other failure of the replicas is a DeployError.
+    The model and its tokenizer (for chunking) are looked up here first, so a wrong name or setting
+    fails in a second with its own message instead of after Serve's retries of the replica or in each
+    consumer; any other failure of the replicas is a DeployError.
     """
     from ray import serve
 
+    from freshvec.actors.chunker import Chunker
     from freshvec.serve.app import build_app
-    from freshvec.serve.model import resolve_model_path
 
-    resolve_model_path(cfg.embedding.model)
+    Chunker(cfg.pipeline.chunking, cfg.embedding.model)  # resolves the model, reads its tokenizer
     serve.start(http_options={"host": cfg.http.host, "port": cfg.http.port})
     try:
         handle = serve.run(build_app(cfg), name=APP_NAME, route_prefix="/")

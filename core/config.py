@@ -21,7 +21,10 @@ _Strict = ConfigDict(extra="forbid", frozen=True)
 
 # The seed article's latency settings: fetch as soon as one byte is there, send at once.
 CONSUMER_DEFAULTS: dict[str, Any] = {"fetch_min_bytes": 1, "fetch_max_wait_ms": 1}
-PRODUCER_DEFAULTS: dict[str, Any] = {"linger_ms": 0, "acks": 1, "compression_type": None, "enable_idempotence": False}
+# max_request_size: a long document (pipeline.max_text_bytes, 1 MB) and its dead letter fit in one record;
+# the broker's message.max.bytes still decides.
+PRODUCER_DEFAULTS: dict[str, Any] = {"linger_ms": 0, "acks": 1, "compression_type": None, "enable_idempotence": False,
+                                     "max_request_size": 16 * 1024 * 1024}
 
 
 def topic_name(topic: str) -> str:
@@ -132,6 +135,16 @@ class EventFormat(BaseModel):
     metadata_field: str = "metadata"
 
 
+class ChunkingConfig(BaseModel):
+    """How a document longer than the model reads is split before embedding (actors/chunker.py)."""
+
+    model_config = _Strict
+    enabled: bool = True  # off: one object per document, embedded from its first max_seq_length tokens
+    max_tokens: PositiveInt | None = None  # per chunk, special tokens counted; default: what the model reads
+    overlap_tokens: int | None = Field(None, ge=0)  # tokens shared by neighbouring chunks; default: 10 % of max_tokens
+    max_chunks: PositiveInt = 1024  # a document that needs more goes to the DLQ (reason too_many_chunks)
+
+
 class PipelineConfig(BaseModel):
     model_config = _Strict
     max_batch_records: PositiveInt = 64
@@ -141,9 +154,10 @@ class PipelineConfig(BaseModel):
     # and broker CPU on the hot path. A crash replays at most this much; the writes are idempotent.
     commit_interval_ms: int = Field(1000, ge=0)
     dlq_topic: Annotated[str, AfterValidator(topic_name)] = "documents.dlq"
-    max_text_bytes: PositiveInt = 32_768
+    max_text_bytes: PositiveInt = 1_048_576  # a longer text is dead-lettered (reason text_too_large)
+    chunking: ChunkingConfig = Field(default_factory=ChunkingConfig)
     event: EventFormat = Field(default_factory=EventFormat)
-    state_max_keys: PositiveInt = 20_000  # per partition; see actors/state.py
+    state_max_chunks: PositiveInt = 50_000  # per partition: chunk vectors cached (actors/state.py)
     consumer_num_cpus: float = Field(0.1, ge=0)  # Ray CPUs per consumer actor: it mostly waits on I/O
     retry_max_backoff_s: float = Field(2.0, gt=0)
     # Tries before a record that Serve or Weaviate refuses for what it is goes to the DLQ (transient

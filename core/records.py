@@ -25,9 +25,12 @@ MAX_METADATA_KEYS = 64
 MAX_METADATA_KEY_BYTES = 128
 
 
-def object_id(topic: str, key: str) -> uuid.UUID:
-    """The Weaviate object id of a document: uuid5 of its topic and key, so replays overwrite."""
-    return uuid.uuid5(FRESHVEC_NAMESPACE, f"{topic}\x00{key}")
+def object_id(topic: str, key: str, chunk: int = 0) -> uuid.UUID:
+    """The Weaviate object id of a document's chunk: uuid5 of topic, key and chunk index, so replays
+    overwrite. Chunk 0 keeps the id a document had before chunking, so an index written by an older
+    freshvec is overwritten in place rather than left with a duplicate."""
+    name = f"{topic}\x00{key}" if chunk == 0 else f"{topic}\x00{key}\x00{chunk}"
+    return uuid.uuid5(FRESHVEC_NAMESPACE, name)
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,15 @@ class Source:
     partition: int
     offset: int
     timestamp_ms: int  # the event time Kafka stored with the record
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """A part of a document that the model reads whole (actors/chunker.py); one Weaviate object."""
+
+    text: str
+    start: int  # character offsets in the document: text == document[start:end]
+    end: int
 
 
 @dataclass(frozen=True)

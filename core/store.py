@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from freshvec.core.records import Delete, Upsert, object_id
+from freshvec.core.records import Chunk, Delete, Upsert, object_id
 from freshvec.core.config import WeaviateConfig
 from freshvec.core.errors import CollectionMismatchError, SinkError, WriteRejected
 from freshvec.core.identity import ModelInfo
@@ -37,10 +37,18 @@ SYSTEMIC = ("read-only", "readonly", "context deadline exceeded", "connection", 
 
 @dataclass(frozen=True)
 class Embedded:
-    """An upsert together with its vector."""
+    """A document's upsert with its chunks and their vectors, written together."""
 
     op: Upsert
-    vector: np.ndarray
+    chunks: Sequence[Chunk]
+    vectors: Sequence[np.ndarray]
+    # Delete the key's chunks numbered len(chunks) and up: what a longer earlier version left. False when
+    # the consumer knows the key never had more chunks, which saves a delete per batch.
+    prune: bool = True
+
+
+# Weaviate's QUERY_MAXIMUM_RESULTS (default 10,000) caps the objects one delete_many removes.
+DELETE_PAGE = 10_000
 
 
 def connect(cfg: WeaviateConfig):
@@ -100,54 +108,85 @@ class WeaviateStore:
         ensure_collection(self.client, self.cfg.collection, self.model)
 
     def write(self, items: Sequence[Embedded], deletes: Sequence[Delete], refused_before: bool = False) -> None:
-        """Write one batch; returns only when Weaviate confirmed every object.
+        """Write one batch: every chunk of each document, then remove what a shorter earlier version
+        left and every chunk of each deleted key; returns only when Weaviate confirmed all of it.
 
-        Raises WriteRejected (the other objects are written) when Weaviate refused objects for what
-        they are, SinkError when it failed as a whole or refused objects for its own state: a message
-        that says so, or one message for every object of a batch. `refused_before`: these objects were
-        refused while others were written, so Weaviate works and one message for all is theirs.
+        Raises WriteRejected (keyed by item; the others are written and pruned) when Weaviate refused
+        objects for what they are, SinkError when it failed as a whole or refused objects for its own
+        state: a message that says so, or one message for every document of a batch. `refused_before`:
+        these were refused while others were written, so Weaviate works and one message for all is theirs.
         """
         if self.client is None:
             self.open()
         ingest_ms = int(time.time() * 1000)
-        collection = self.collection
+        errors: dict[int, str] = {}
         with weaviate_errors("write"):
             if items:
-                from weaviate.classes.data import DataObject
-                from weaviate.exceptions import WeaviateInsertManyAllFailedError
+                errors = self._insert(items, ingest_ms, refused_before)
+            stale = [_stale_filter(e.op.source.topic, e.op.key, len(e.chunks))
+                     for i, e in enumerate(items) if e.prune and i not in errors]
+            stale += [_stale_filter(d.source.topic, d.key, 0) for d in deletes]
+            if stale:
+                self._delete_where(stale)
+        if errors:
+            first = next(iter(errors.values()))
+            raise WriteRejected(f"weaviate rejected {len(errors)} of {len(items)} documents: {first}", errors)
 
+    def _insert(self, items: Sequence[Embedded], ingest_ms: int, refused_before: bool) -> dict[int, str]:
+        """Insert every chunk; the refusal of each refused document (by its index in `items`)."""
+        from weaviate.classes.data import DataObject
+        from weaviate.exceptions import WeaviateInsertManyAllFailedError
+
+        owner: list[int] = []  # object -> item
+        objects = []
+        for i, e in enumerate(items):
+            topic, key, count = e.op.source.topic, e.op.key, len(e.chunks)
+            shared = _properties(e.op, self.model.model, ingest_ms)
+            for n, (chunk, vector) in enumerate(zip(e.chunks, e.vectors)):
                 # A batch import with an existing id replaces the object: an upsert.
-                try:
-                    result = collection.data.insert_many([
-                        DataObject(properties=_properties(e.op, self.model.model, ingest_ms),
-                                   uuid=object_id(e.op.source.topic, e.op.key), vector=e.vector.tolist())
-                        for e in items
-                    ])
-                    errors = {i: e.message for i, e in result.errors.items()}
-                    distinct = len(set(errors.values()))
-                except WeaviateInsertManyAllFailedError as exc:  # the client names no object then
-                    errors = dict.fromkeys(range(len(items)), str(exc))
-                    distinct = str(exc).count("\n") + 1  # it lists each distinct message on a line
-                if errors:
-                    first = next(iter(errors.values()))
-                    message = f"weaviate rejected {len(errors)} of {len(items)} objects: {first}"
-                    same_for_all = len(items) > 1 and len(errors) == len(items) and distinct == 1
-                    if (same_for_all and not refused_before) or any(m in first.lower() for m in SYSTEMIC):
-                        raise SinkError(message)  # Weaviate's state, not these objects: retried without limit
-                    raise WriteRejected(message, errors)
-            if deletes:
-                from weaviate.classes.query import Filter
+                objects.append(DataObject(properties={**shared, "text": chunk.text, "chunk_index": n,
+                                                      "chunk_count": count, "char_start": chunk.start,
+                                                      "char_end": chunk.end},
+                                          uuid=object_id(topic, key, n), vector=vector.tolist()))
+                owner.append(i)
+        try:
+            result = self.collection.data.insert_many(objects)
+            errors = {owner[i]: e.message for i, e in result.errors.items()}
+            distinct = len({e.message for e in result.errors.values()})
+        except WeaviateInsertManyAllFailedError as exc:  # the client names no object then
+            errors = dict.fromkeys(range(len(items)), str(exc))
+            distinct = str(exc).count("\n") + 1  # it lists each distinct message on a line
+        if errors:
+            first = next(iter(errors.values()))
+            same_for_all = len(items) > 1 and len(errors) == len(items) and distinct == 1
+            if (same_for_all and not refused_before) or any(m in first.lower() for m in SYSTEMIC):
+                # Weaviate's state, not these documents: retried without limit
+                raise SinkError(f"weaviate rejected {len(errors)} of {len(items)} documents: {first}")
+        return errors
 
-                ids = [object_id(d.source.topic, d.key) for d in deletes]
-                result = collection.data.delete_many(where=Filter.by_id().contains_any(ids))
-                if result.failed:
-                    raise SinkError(f"weaviate failed to delete {result.failed} of {len(ids)} objects")
+    def _delete_where(self, parts: list) -> None:
+        from weaviate.classes.query import Filter
+
+        where = Filter.any_of(parts) if len(parts) > 1 else parts[0]
+        while True:
+            result = self.collection.data.delete_many(where=where)
+            if result.failed:
+                raise SinkError(f"weaviate failed to delete {result.failed} of {result.matches} stale objects")
+            if result.matches < DELETE_PAGE:
+                return
+
+
+def _stale_filter(topic: str, key: str, keep: int):
+    """The chunks of `key` numbered `keep` and up; keep 0: all of them, also an older freshvec's object."""
+    from weaviate.classes.query import Filter
+
+    where = Filter.by_property("doc_id").equal(key) & Filter.by_property("source_topic").equal(topic)
+    return where & Filter.by_property("chunk_index").greater_or_equal(keep) if keep else where
 
 
 def _properties(op: Upsert, model: str, ingest_ms: int) -> dict:
     return {
         "doc_id": op.key,
-        "text": op.text,
         "metadata": json.dumps(op.metadata, sort_keys=True),
         "metadata_terms": metadata_terms(op.metadata),
         "source_topic": op.source.topic,
@@ -168,13 +207,32 @@ def is_ready(cfg: WeaviateConfig) -> bool:
         return False
 
 
+def _chunk_properties() -> list:
+    from weaviate.classes.config import DataType, Property
+
+    return [
+        Property(name="text", data_type=DataType.TEXT),  # the chunk's text, searchable by BM25 (hybrid)
+        Property(name="chunk_index", data_type=DataType.INT, index_range_filters=True),
+        Property(name="chunk_count", data_type=DataType.INT),
+        Property(name="char_start", data_type=DataType.INT),
+        Property(name="char_end", data_type=DataType.INT),
+    ]
+
+
 def ensure_collection(client, name: str, model: ModelInfo) -> None:
+    """Create the collection when absent; refuse one that holds another model's vectors; give one
+    made by a freshvec before chunking the chunk properties."""
     from weaviate.classes.config import Configure, DataType, Property, Tokenization
 
     marker = json.dumps({"freshvec_model": model.model, "dim": model.dim}, sort_keys=True)
     with weaviate_errors("collection check"):
         if client.collections.exists(name):
-            _check_collection(client.collections.use(name), name, model)
+            collection = client.collections.use(name)
+            _check_collection(collection, name, model)
+            have = {p.name for p in collection.config.get().properties}
+            for prop in _chunk_properties():
+                if prop.name not in have:
+                    collection.config.add_property(prop)
             return
         client.collections.create(
             name,
@@ -182,7 +240,7 @@ def ensure_collection(client, name: str, model: ModelInfo) -> None:
             vector_config=Configure.Vectors.self_provided(),  # freshvec brings every vector
             properties=[
                 Property(name="doc_id", data_type=DataType.TEXT, tokenization=Tokenization.FIELD),
-                Property(name="text", data_type=DataType.TEXT),
+                *_chunk_properties(),
                 Property(name="metadata", data_type=DataType.TEXT, index_searchable=False, index_filterable=False),
                 Property(name="metadata_terms", data_type=DataType.TEXT_ARRAY, tokenization=Tokenization.FIELD),
                 Property(name="source_topic", data_type=DataType.TEXT, tokenization=Tokenization.FIELD),

@@ -89,21 +89,50 @@ class OpenAIEmbeddingsResponse(BaseModel):
 class SearchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     query: str = Field(min_length=1)
-    k: int = Field(10, ge=1)
+    k: int = Field(10, ge=1, description="documents (or chunks, with group 'chunks') to return")
     filters: dict[str, str | int | float | bool] | None = Field(
         None, description="metadata key -> value; all must match")
+    mode: Literal["vector", "hybrid"] = Field(
+        "vector", description="vector: nearest chunks; hybrid: Weaviate's BM25 and vector scores fused, "
+                              "which also finds exact terms (names, codes) that vectors miss")
+    alpha: float | None = Field(None, ge=0, le=1, description="hybrid only: 1 is pure vector, 0 pure BM25 "
+                                                              "(default 0.5)")
+    group: Literal["documents", "chunks"] = Field(
+        "documents", description="documents: the k best distinct documents, each with its best chunk; "
+                                 "chunks: the k best chunks, several may be of one document")
 
 
 class SearchHit(BaseModel):
-    id: str
-    text: str
+    id: str = Field(description="the document's key")
+    text: str = Field(description="the chunk's text")
     metadata: dict[str, Any]
-    distance: float | None
+    chunk_index: int
+    chunk_count: int
+    char_start: int = Field(description="where the chunk starts in the document (characters)")
+    char_end: int
+    distance: float | None = Field(None, description="vector mode: cosine distance, lower is nearer")
+    score: float | None = Field(None, description="hybrid mode: fused score, higher is better")
 
 
 class SearchResponse(BaseModel):
     model: str
     results: list[SearchHit]
+
+
+# Chunks looked at per wanted document when grouping: a long document can fill many of the top places
+# with its chunks; with fewer than k documents among the k * 20 best chunks, fewer than k come back.
+GROUP_LOOK_AT = 20
+
+
+def _hit(o) -> SearchHit:
+    p = o.properties
+    text = p.get("text") or ""
+    return SearchHit(id=p["doc_id"], text=text, metadata=json.loads(p.get("metadata") or "{}"),
+                     # an object written before chunking is its document's only chunk
+                     chunk_index=p.get("chunk_index") or 0, chunk_count=p.get("chunk_count") or 1,
+                     char_start=p.get("char_start") or 0,
+                     char_end=p.get("char_end") if p.get("char_end") is not None else len(text),
+                     distance=o.metadata.distance, score=o.metadata.score)
 
 
 class ProblemError(Exception):
@@ -201,7 +230,8 @@ class Embedder(EmbeddingModel):
 
     @api.post("/search", response_model=SearchResponse, dependencies=AUTH)
     async def search(self, body: SearchRequest, request: Request) -> SearchResponse:
-        """The k documents nearest to the query, optionally filtered on metadata equality."""
+        """The k documents nearest to the query (each with its best chunk), or the k nearest chunks;
+        by vector or hybrid (BM25 + vector); optionally filtered on metadata equality."""
         import asyncio
 
         self._authorize(request)
@@ -210,9 +240,12 @@ class Embedder(EmbeddingModel):
         for key, value in (body.filters or {}).items():
             if problem := unicode_problem(key) or (unicode_problem(value) if isinstance(value, str) else None):
                 raise ProblemError(400, f"filters key {key!r} {problem}", "filters")
-        (vector,) = await self.embed(self._checked([body.query], "query"))
+        if body.alpha is not None and body.mode != "hybrid":
+            raise ProblemError(400, "alpha applies to mode 'hybrid' only", "alpha")
+        (query,) = self._checked([body.query], "query")
+        (vector,) = await self.embed([query])
         try:
-            hits = await asyncio.to_thread(self._near_vector, vector, body.k, body.filters)
+            hits = await asyncio.to_thread(self._search, query, vector, body)
         except Exception as exc:
             raise HTTPException(503, f"Weaviate is unavailable: {type(exc).__name__}: {exc}") from exc
         return SearchResponse(model=self.model_name, results=hits)
@@ -243,7 +276,7 @@ class Embedder(EmbeddingModel):
             self._weaviate = connect(self.cfg.weaviate)
         return self._weaviate
 
-    def _near_vector(self, vector: np.ndarray, k: int, filters: dict | None) -> list[SearchHit]:
+    def _search(self, query: str, vector: np.ndarray, body: SearchRequest) -> list[SearchHit]:
         from weaviate.classes.query import Filter, MetadataQuery
 
         from freshvec.core.store import metadata_terms
@@ -251,14 +284,28 @@ class Embedder(EmbeddingModel):
         client = self._client()
         if not client.collections.exists(self.cfg.weaviate.collection):
             return []  # nothing ingested yet
-        where = Filter.by_property("metadata_terms").contains_all(metadata_terms(filters)) if filters else None
         collection = client.collections.use(self.cfg.weaviate.collection)
-        result = collection.query.near_vector(vector.tolist(), limit=k, filters=where,
-                                              return_metadata=MetadataQuery(distance=True),
-                                              return_properties=["doc_id", "text", "metadata"])
-        return [SearchHit(id=o.properties["doc_id"], text=o.properties["text"],
-                          metadata=json.loads(o.properties.get("metadata") or "{}"),
-                          distance=o.metadata.distance) for o in result.objects]
+        # Documents: the best chunks in rank order, the first of each document kept. (Weaviate's own
+        # group_by returns no hybrid score, and it too only groups the chunks its limit lets it see.)
+        options = dict(
+            limit=body.k * GROUP_LOOK_AT if body.group == "documents" else body.k,
+            filters=Filter.by_property("metadata_terms").contains_all(metadata_terms(body.filters))
+            if body.filters else None,
+            return_properties=["doc_id", "text", "metadata", "chunk_index", "chunk_count", "char_start", "char_end"],
+        )
+        if body.mode == "hybrid":
+            result = collection.query.hybrid(query, vector=vector.tolist(), alpha=0.5 if body.alpha is None else body.alpha,
+                                             return_metadata=MetadataQuery(score=True), **options)
+        else:
+            result = collection.query.near_vector(vector.tolist(), return_metadata=MetadataQuery(distance=True),
+                                                  **options)
+        objects = result.objects
+        if body.group == "documents":
+            firsts: dict[str, object] = {}
+            for o in objects:
+                firsts.setdefault(o.properties["doc_id"], o)
+            objects = list(firsts.values())[:body.k]
+        return [_hit(o) for o in objects]
 
 
 def build_app(cfg: FreshvecConfig):

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from freshvec.serve.model import ModelNotFoundError, load_sentence_transformer, resolve_model_path
+from freshvec.core.models import ModelNotFoundError, resolve_model_path
+from freshvec.serve.model import load_sentence_transformer
 
 
 def test_packaged_model_resolves_to_local_weights():

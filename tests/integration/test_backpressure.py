@@ -7,7 +7,6 @@ from __future__ import annotations
 import time
 
 import pytest
-import ray
 
 from tests.integration.conftest import wait_until
 from tests.integration.test_ingestion import Churn, _assert_exact

@@ -7,7 +7,7 @@ import socket
 import numpy as np
 import pytest
 
-from freshvec.core.records import Source, Upsert
+from freshvec.core.records import Chunk, Source, Upsert
 from freshvec.core.identity import ModelInfo
 from freshvec.core.store import Embedded, WeaviateStore, connect
 from freshvec.core.config import WeaviateConfig
@@ -44,7 +44,7 @@ def test_weaviate_api_key_is_required_and_used(keyed_weaviate):
     try:
         sink.ensure_collection()
         op = Upsert("k", "text", {}, Source("t", 0, 0, 0))
-        sink.write([Embedded(op, np.ones(4, dtype=np.float32) / 2)], [])
+        sink.write([Embedded(op, [Chunk(op.text, 0, len(op.text))], [np.ones(4, dtype=np.float32) / 2])], [])
         assert sink.collection.aggregate.over_all(total_count=True).total_count == 1
     finally:
         sink.close()
@@ -54,7 +54,7 @@ def test_weaviate_api_key_is_required_and_used(keyed_weaviate):
         with pytest.raises(SinkError) as err:
             anonymous.open()
             anonymous.ensure_collection()
-            anonymous.write([Embedded(op, np.ones(4, dtype=np.float32))], [])
+            anonymous.write([Embedded(op, [Chunk(op.text, 0, len(op.text))], [np.ones(4, dtype=np.float32)])], [])
         anonymous.close()
         assert KEY not in str(err.value)
     with connect(_cfg(keyed_weaviate, KEY)) as client:
