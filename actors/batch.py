@@ -35,9 +35,14 @@ log = logging.getLogger("freshvec.consumer")
 
 # Embedded when the embedder refuses a lone text: if this passes, the embedder works and the text is poison.
 PROBE_TEXT = "freshvec probe: the embedder answers"
+# How long the embed calls of a batch may take before they count as lost (and are cancelled and sent
+# again): a dead replica fails its calls at once, so this only catches a hung one. It grows with the
+# texts: a batch of long documents is hundreds of 256-token chunks, queued behind other consumers'
+# calls, at under 10 chunks/s per slow single-threaded replica; a fixed 30 s made such batches time
+# out, and each retry sent the same work again while the first calls still ran (20 % of the floor).
 EMBED_TIMEOUT_S = 30
-# Texts per embed call: a batch of long documents is hundreds of chunks; calls of this size finish well
-# within EMBED_TIMEOUT_S on a slow core, and spread over the replicas when there are several.
+EMBED_TIMEOUT_S_PER_TEXT = 1.0
+# Texts per embed call: the chunks of a batch spread over the replicas when there are several.
 EMBED_CALL_TEXTS = 128
 
 
@@ -248,10 +253,15 @@ class BatchProcessor:
 
     def _embed(self, texts: list[str], responses=None) -> np.ndarray:
         """The vectors for `texts`, from `responses` when the calls were already sent."""
+        responses = responses or self._send(texts)
+        deadline = time.monotonic() + EMBED_TIMEOUT_S + EMBED_TIMEOUT_S_PER_TEXT * len(texts)
         try:
-            parts = [r.result(timeout_s=EMBED_TIMEOUT_S) for r in (responses or self._send(texts))]
+            parts = [r.result(timeout_s=max(0.0, deadline - time.monotonic())) for r in responses]
             vectors = np.concatenate(parts) if len(parts) != 1 else parts[0]
         except Exception as exc:
+            for r in responses:  # a retry sends them again: the replicas should not do the work twice
+                with contextlib.suppress(Exception):
+                    r.cancel()
             if is_refusal(exc):  # the replica's own code raised: these texts (or the model) are refused
                 cause = exc.cause if isinstance(getattr(exc, "cause", None), BaseException) else exc
                 raise EmbedRejected(f"the embedder refused {len(texts)} texts: {type(cause).__name__}: "
