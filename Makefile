@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup services-up services-down test run demo bench-freshness bench-serve bench-autoscale bench-gpu chaos lock clean-state
+.PHONY: setup services-up services-down test run demo bench-freshness bench-serve bench-autoscale bench-gpu chaos sim-up sim-down lock clean-state
 
 ## setup: venv with pinned packages, Kafka jars, weaviate-server binary (idempotent, cached)
 setup:
@@ -47,6 +47,15 @@ bench-gpu: setup
 ## chaos: faults (consumer, Serve replica, Weaviate, Kafka) while producing -> bench/results/chaos.json
 chaos: services-up
 	@$(PY) bench/chaos.py
+
+## sim-up: two simulated regions on this machine (needs root): hosts as network namespaces with sshd,
+## a Kafka broker per region, Weaviate, 40 ms round trip between the regions (Toxiproxy)
+sim-up: setup
+	@$(PY) -m freshvec.deploy.sim up
+
+## sim-down: remove every namespace, link, process and file sim-up made (also after a failed sim-up)
+sim-down:
+	@if [ -x $(PY) ]; then $(PY) -m freshvec.deploy.sim down; fi
 
 ## lock: re-resolve requirements.lock from pyproject.toml
 lock:

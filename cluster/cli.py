@@ -189,9 +189,15 @@ def cmd_status(args) -> None:
 def cmd_cluster_yaml(args) -> None:
     import yaml
 
-    from freshvec.cluster.rayup import cluster_yaml, validate
+    from freshvec.cluster.rayup import cluster_yaml, local_cluster_yaml, validate
 
-    config = cluster_yaml(_config(args.config), args.region, args.provider, args.cloud_region, args.project_id)
+    if args.provider == "local":
+        if not args.head_ip:
+            raise ConfigError("--provider local needs --head-ip (and --worker-ips for the other machines)")
+        config = local_cluster_yaml(_config(args.config), args.region, args.head_ip, args.worker_ips,
+                                    args.ssh_user, args.ssh_key, args.project_dir, args.num_cpus)
+    else:
+        config = cluster_yaml(_config(args.config), args.region, args.provider, args.cloud_region, args.project_id)
     validate(config)
     text = yaml.safe_dump(config, sort_keys=False)
     if args.output:
@@ -266,9 +272,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("cluster-yaml", help="write a `ray up` config for one region")
     p.add_argument("--region", required=True, help="a key of the config's regions:")
-    p.add_argument("--provider", required=True, choices=["aws", "gcp"])
+    p.add_argument("--provider", required=True, choices=["aws", "gcp", "local"],
+                   help="local: machines you have, reached over SSH")
     p.add_argument("--cloud-region", help="the cloud's region name (default: the region's name)")
     p.add_argument("--project-id", default="my-gcp-project", help="GCP project (gcp only)")
+    p.add_argument("--head-ip", help="local: the head machine's address")
+    p.add_argument("--worker-ips", type=lambda s: [ip for ip in s.split(",") if ip], default=[],
+                   help="local: the workers' addresses, comma-separated")
+    p.add_argument("--ssh-user", default="root", help="local: SSH user (default root)")
+    p.add_argument("--ssh-key", default="~/.ssh/id_ed25519", help="local: SSH private key")
+    p.add_argument("--project-dir", default=str(Path(__file__).resolve().parents[1]),
+                   help="local: where freshvec is set up on each machine (default: this checkout)")
+    p.add_argument("--num-cpus", type=int, default=1, help="local: Ray CPUs per machine (default 1)")
     p.add_argument("-o", "--output", help="file to write (default: stdout)")
     p.set_defaults(func=cmd_cluster_yaml)
 

@@ -107,6 +107,48 @@ def cluster_yaml(cfg: FreshvecConfig, region: str, provider: str, cloud_region: 
     }
 
 
+def local_cluster_yaml(cfg: FreshvecConfig, region: str, head_ip: str, worker_ips: list[str],
+                       ssh_user: str = "root", ssh_private_key: str = "~/.ssh/id_ed25519",
+                       project_dir: str = "~/freshvec", num_cpus: int = 1, object_store_mb: int = 200) -> dict[str, Any]:
+    """The `ray up` config of one region on machines you already have (`provider.type: local`).
+
+    The local provider launches nothing: it reaches `head_ip` and `worker_ips` over SSH and runs the
+    start commands there, with freshvec set up in `project_dir` (`make setup`) on each. It does not
+    pass node-type labels to `ray start` (Ray's note: skipped for this provider), so the region label
+    is on each start command, where the consumers' label selectors find it.
+    """
+    if region not in cfg.regions:
+        raise ConfigError(f"region {region!r} is not in the config's regions: {sorted(cfg.regions)}")
+    rc = cfg.regions[region]
+    label = f"{rc.label_key}={rc.label_value or region}"
+    ray = f"{project_dir}/.venv/bin/ray"
+    # Token auth off: the cluster's nodes are reached on a private network (Ray's local-cluster default).
+    start = (f"ulimit -n 65536; RAY_AUTH_MODE=disabled {ray_env.shell_prefix()} {ray} start "
+             f"--num-cpus={num_cpus} --object-store-memory={object_store_mb * 1024 * 1024} --labels={label}")
+    return {
+        "cluster_name": f"freshvec-{region}",
+        "provider": {"type": "local", "head_ip": head_ip, "worker_ips": list(worker_ips)},
+        "auth": {"ssh_user": ssh_user, "ssh_private_key": ssh_private_key},
+        "min_workers": len(worker_ips),
+        "max_workers": len(worker_ips),
+        "upscaling_speed": 1.0,
+        "idle_timeout_minutes": 5,
+        "file_mounts": {},
+        "setup_commands": [],
+        "head_setup_commands": [],
+        "worker_setup_commands": [],
+        "head_start_ray_commands": [
+            f"{ray} stop",
+            f"{start} --head --port=6379 --autoscaling-config=~/ray_bootstrap_config.yaml "
+            "--dashboard-host=0.0.0.0",
+        ],
+        "worker_start_ray_commands": [
+            f"{ray} stop",
+            f"{start} --address=$RAY_HEAD_IP:6379",
+        ],
+    }
+
+
 def validate(config: dict) -> None:
     """Ray's own offline check: its schema, the provider's defaults merged, no credentials needed."""
     import copy

@@ -56,3 +56,33 @@ def test_validator_catches_a_broken_config():
 def test_unknown_region_is_refused():
     with pytest.raises(ValueError, match="region 'mars' is not in the config's regions"):
         cluster_yaml(load_config("deploy/regions.example.yaml"), "mars", "aws")
+
+
+def test_local_provider_config_passes_rays_validator_and_labels_every_start_command():
+    from freshvec.cluster.rayup import local_cluster_yaml
+
+    cfg = load_config("deploy/regions.example.yaml")
+    region = sorted(cfg.regions)[0]
+    config = local_cluster_yaml(cfg, region, "10.0.0.1", ["10.0.0.2", "10.0.0.3"], ssh_private_key="/k/id",
+                                project_dir="/srv/freshvec")
+    validate(config)
+    assert config["provider"] == {"type": "local", "head_ip": "10.0.0.1", "worker_ips": ["10.0.0.2", "10.0.0.3"]}
+    assert config["min_workers"] == config["max_workers"] == 2
+    for commands in (config["head_start_ray_commands"], config["worker_start_ray_commands"]):
+        assert f"--labels=region={region}" in commands[-1] and "/srv/freshvec/.venv/bin/ray start" in commands[-1]
+    assert "--address=$RAY_HEAD_IP:6379" in config["worker_start_ray_commands"][-1]
+
+
+def test_cli_writes_a_local_config_and_names_a_missing_head_ip(tmp_path, capsys):
+    from freshvec.cluster.cli import main
+
+    out = tmp_path / "local.yaml"
+    region = sorted(load_config("deploy/regions.example.yaml").regions)[0]
+    main(["cluster-yaml", "-c", "deploy/regions.example.yaml", "--region", region, "--provider", "local",
+          "--head-ip", "10.0.0.1", "--worker-ips", "10.0.0.2", "-o", str(out)])
+    written = yaml.safe_load(out.read_text())
+    validate(written)
+    assert written["provider"]["worker_ips"] == ["10.0.0.2"]
+    with pytest.raises(SystemExit):
+        main(["cluster-yaml", "-c", "deploy/regions.example.yaml", "--region", region, "--provider", "local"])
+    assert "--provider local needs --head-ip" in capsys.readouterr().err

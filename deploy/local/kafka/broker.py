@@ -49,11 +49,12 @@ class KafkaBroker:
     extra_listeners: dict[str, int] = field(default_factory=dict)
     # Extra `kafka-storage format` arguments, e.g. --add-scram for SCRAM users (first start only).
     format_args: list[str] = field(default_factory=list)
+    host: str = "127.0.0.1"  # where the client listener is; a simulated host's address (deploy/sim)
 
     def __post_init__(self) -> None:
         self.state_dir = Path(self.state_dir)
         self.process = ServiceProcess(
-            name=f"kafka broker 127.0.0.1:{self.port}",
+            name=f"kafka broker {self.host}:{self.port}",
             pid_file=self.state_dir / "kafka.pid",
             log_file=self.state_dir / "kafka.log",
             marker=str(self.state_dir / "server.properties"),
@@ -61,7 +62,7 @@ class KafkaBroker:
 
     @property
     def bootstrap_servers(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"{self.host}:{self.port}"
 
     @property
     def data_dir(self) -> Path:
@@ -103,7 +104,7 @@ class KafkaBroker:
         """Format the log dir on first use, start the broker and wait until it serves metadata."""
         if self.is_running():
             return
-        if port_open(self.port):
+        if port_open(self.port, self.host):
             raise PortInUseError(f"port {self.port} is taken by another process; pick another --port")
         libs = paths.kafka_libs()
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -123,7 +124,7 @@ class KafkaBroker:
         self.process.wait_until(self._serves_metadata, timeout, "serving metadata")
 
     def _serves_metadata(self) -> bool:
-        if not port_open(self.port):
+        if not port_open(self.port, self.host):
             return False
         from kafka import KafkaAdminClient
 
