@@ -162,6 +162,21 @@ def canary_recovery(cfg: FreshvecConfig, started: float, timeout: float = 180) -
     raise TimeoutError(f"no recovery within {timeout:.0f} s")
 
 
+def _consumer_states(supervisor) -> list[dict]:
+    import ray
+
+    out = []
+    for name, handle in sorted(supervisor.consumers().items()):
+        try:
+            s = ray.get(handle.stats.remote(), timeout=10)
+            out.append({"name": name, "state": s.state, "committed": s.committed, "lag": s.lag,
+                        "consumed": s.consumed, "retries": s.retries,
+                        "stuck": s.as_dict()["stuck"], "reason": s.reason})
+        except Exception as exc:  # a consumer that does not answer is itself the finding
+            out.append({"name": name, "error": f"{type(exc).__name__}: {exc}"[:300]})
+    return out
+
+
 def kill_serve_replica() -> None:
     import ray
 
@@ -216,8 +231,10 @@ def run(duration_s: float, rate: float, keys: int, pause_s: float, outage_s: flo
         if summary["found"] == summary["expected"] and not summary["stale"] or time.monotonic() > deadline:
             break
         time.sleep(1)
+    consumers = _consumer_states(supervisor)  # where each partition stands, for a run that did not converge
     supervisor.stop()
-    out = {"faults": results, **summary, "sent": producer.sent, "send_failures": producer.failed}
+    out = {"faults": results, **summary, "sent": producer.sent, "send_failures": producer.failed,
+           "consumers": consumers}
     drop_run_state(cfg)
     return out
 

@@ -38,7 +38,7 @@ TOPICS = {
 CODE = "KX-7731"  # an exact term in one section: BM25 finds it, a vector of it barely does
 
 
-def section(topic: str, rng: random.Random, paragraphs: int = 6) -> str:
+def section(topic: str, rng: random.Random, paragraphs: int = 7) -> str:
     nouns, verbs, adjectives = (words.split() for words in TOPICS[topic])
     out = []
     for _ in range(paragraphs):
@@ -49,7 +49,7 @@ def section(topic: str, rng: random.Random, paragraphs: int = 6) -> str:
 
 
 def long_document(topics: list[str], seed: int) -> list[str]:
-    """Sections of about 450 words each."""
+    """Sections of about 530 words each."""
     rng = random.Random(seed)
     return [section(t, rng) for t in topics]
 
@@ -84,7 +84,7 @@ def test_every_part_of_a_long_document_is_searchable(http, make_env, tokenizer):
     topics = list(TOPICS)
     parts = long_document(topics, seed=1)
     parts[4] = parts[4].replace(".", f". The clinic filed the case under code {CODE}.", 1)
-    docs = {"handbook": "\n\n".join(parts)}  # about 4,500 words, volcanoes last
+    docs = {"handbook": "\n\n".join(parts)}  # about 5,300 words, volcanoes last
     for n in range(3):  # other long documents, without volcanoes, to compete for places
         docs[f"other-{n}"] = "\n\n".join(long_document(random.Random(n).sample(topics[:-1], 5), seed=10 + n))
     docs["cjk"] = "東京は日本の首都です。大阪は商業の町として知られています。" * 120
@@ -100,7 +100,7 @@ def test_every_part_of_a_long_document_is_searchable(http, make_env, tokenizer):
             len(v) == v[0].properties["chunk_count"] for v in chunks.values()) and chunks
     chunks = wait_until(complete, 120, "every chunk of every document")
 
-    assert len(docs["handbook"].split()) > 4000 and len(chunks["handbook"]) > 15
+    assert len(docs["handbook"].split()) > 5000 and len(chunks["handbook"]) > 15
     assert len(chunks["short"]) == 1 and chunks["short"][0].properties["text"] == docs["short"]
     assert len(chunks["cjk"]) > 1 and len(chunks["no-boundary"]) > 1
     for key, objects in chunks.items():
