@@ -72,13 +72,16 @@ def in_host(host: Host, argv: list[str], private_tmp: Path | None = None) -> lis
     namespace of its own, where it is pid 1: `ps` or `ray stop` on a host then sees that host's
     processes only, never the machine's (a `ray stop` would otherwise kill every Ray on it), and
     when it dies everything started under it dies too. `private_tmp` is mounted over /tmp, so each
-    host has its own /tmp (Ray keeps its session files there), as a real machine would.
+    host has its own /tmp (Ray keeps its session files there), as a real machine would; except when
+    it lies under /tmp itself (a checkout there, as CI's clone): the mount would hide the checkout,
+    sshd's config with it, so such hosts share /tmp.
     """
     enter = ["ip", "netns", "exec", host.namespace, "unshare", "--uts"]
     if private_tmp is None:
         return [*enter, "--", "/bin/sh", "-c", 'hostname "$0" && exec "$@"', host.name, *argv]
+    mount = "" if Path("/tmp") in Path(private_tmp).resolve().parents else 'mount --bind "$1" /tmp && '
     return [*enter, "--pid", "--fork", "--kill-child", "--mount-proc", "--",
-            "/bin/sh", "-c", 'hostname "$0" && mount --bind "$1" /tmp && shift && exec "$@"',
+            "/bin/sh", "-c", f'hostname "$0" && {mount}shift && exec "$@"',
             host.name, str(private_tmp), *argv]
 
 
