@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup services-up services-down test run demo bench-freshness bench-serve bench-autoscale bench-gpu chaos sim-up sim-down lock clean-state
+.PHONY: setup services-up services-down test run demo bench-freshness bench-serve bench-autoscale bench-gpu chaos sim-up sim-down sim-regions lock clean-state
 
 ## setup: venv with pinned packages, Kafka jars, weaviate-server binary (idempotent, cached)
 setup:
@@ -56,6 +56,11 @@ sim-up: setup
 ## sim-down: remove every namespace, link, process and file sim-up made (also after a failed sim-up)
 sim-down:
 	@if [ -x $(PY) ]; then $(PY) -m freshvec.deploy.sim down; fi
+
+## sim-regions: on the simulated layout, `ray up` each region in turn; freshness with the consumers in
+## the events' region vs across the WAN -> bench/results/regions.{json,png} (~10 min)
+sim-regions: sim-up
+	@$(PY) bench/regions.py
 
 ## lock: re-resolve requirements.lock from pyproject.toml
 lock:

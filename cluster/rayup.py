@@ -122,9 +122,10 @@ def local_cluster_yaml(cfg: FreshvecConfig, region: str, head_ip: str, worker_ip
     rc = cfg.regions[region]
     label = f"{rc.label_key}={rc.label_value or region}"
     ray = f"{project_dir}/.venv/bin/ray"
+    path_line = f'export PATH="{project_dir}/.venv/bin:$PATH"'
     # Token auth off: the cluster's nodes are reached on a private network (Ray's local-cluster default).
-    start = (f"ulimit -n 65536; RAY_AUTH_MODE=disabled {ray_env.shell_prefix()} {ray} start "
-             f"--num-cpus={num_cpus} --object-store-memory={object_store_mb * 1024 * 1024} --labels={label}")
+    env = f"RAY_AUTH_MODE=disabled {ray_env.shell_prefix()}"
+    flags = f"--num-cpus={num_cpus} --object-store-memory={object_store_mb * 1024 * 1024} --labels={label}"
     return {
         "cluster_name": f"freshvec-{region}",
         "provider": {"type": "local", "head_ip": head_ip, "worker_ips": list(worker_ips)},
@@ -134,17 +135,20 @@ def local_cluster_yaml(cfg: FreshvecConfig, region: str, head_ip: str, worker_ip
         "upscaling_speed": 1.0,
         "idle_timeout_minutes": 5,
         "file_mounts": {},
-        "setup_commands": [],
+        # `ray down` runs a bare `ray stop` on each machine: the project's venv goes on the login PATH.
+        "setup_commands": [f"grep -qxF '{path_line}' ~/.bashrc || echo '{path_line}' >> ~/.bashrc"],
         "head_setup_commands": [],
         "worker_setup_commands": [],
+        # Autoscaler v1 on the head: v2 (ray up's default) never launches this provider's workers (Ray
+        # 2.60: it adds a node every 5 s and none starts); v1 starts them over SSH from the head.
         "head_start_ray_commands": [
             f"{ray} stop",
-            f"{start} --head --port=6379 --autoscaling-config=~/ray_bootstrap_config.yaml "
-            "--dashboard-host=0.0.0.0",
+            f"ulimit -n 65536; RAY_enable_autoscaler_v2=0 {env} {ray} start {flags} --head --port=6379 "
+            "--autoscaling-config=~/ray_bootstrap_config.yaml --dashboard-host=0.0.0.0",
         ],
         "worker_start_ray_commands": [
             f"{ray} stop",
-            f"{start} --address=$RAY_HEAD_IP:6379",
+            f"ulimit -n 65536; {env} {ray} start {flags} --address=$RAY_HEAD_IP:6379",
         ],
     }
 

@@ -18,6 +18,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import yaml
+
 from freshvec.core import errors
 from freshvec.core.errors import ServiceError
 from freshvec.deploy.local import paths
@@ -63,6 +65,9 @@ def up() -> None:
         failures = [exc for exc in pool.map(_launch, names) if exc]
     if failures:
         raise failures[0]
+    for r in layout.REGIONS:
+        layout.config_file(r).write_text(f"# region {r.name}'s pipeline on region {r.name}'s hosts (make sim-up)\n"
+                                         + yaml.safe_dump(layout.freshvec_config(r), sort_keys=False))
     (layout.state_dir() / "layout.json").write_text(json.dumps(layout.describe(), indent=2) + "\n")
     _print_summary()
     print(f"up in {time.monotonic() - start:.1f} s")

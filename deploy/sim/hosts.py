@@ -65,7 +65,7 @@ def ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     return proc
 
 
-def in_host(host: Host, argv: list[str], private_tmp: Path | None = None) -> list[str]:
+def in_host(host: Host, argv: list[str], private_tmp: Path | None = None, passwd: Path | None = None) -> list[str]:
     """`argv` as run on `host`: in its network namespace, with its hosts file and host name.
 
     With `private_tmp` (for the sshd, so for everything run over ssh) the command also gets a PID
@@ -74,15 +74,18 @@ def in_host(host: Host, argv: list[str], private_tmp: Path | None = None) -> lis
     when it dies everything started under it dies too. `private_tmp` is mounted over /tmp, so each
     host has its own /tmp (Ray keeps its session files there), as a real machine would; except when
     it lies under /tmp itself (a checkout there, as CI's clone): the mount would hide the checkout,
-    sshd's config with it, so such hosts share /tmp.
+    sshd's config with it, so such hosts share /tmp. `passwd` is mounted over /etc/passwd: where
+    the host's root has its own home, which is what ssh reads to expand `~` (not $HOME).
     """
     enter = ["ip", "netns", "exec", host.namespace, "unshare", "--uts"]
     if private_tmp is None:
         return [*enter, "--", "/bin/sh", "-c", 'hostname "$0" && exec "$@"', host.name, *argv]
     mount = "" if Path("/tmp") in Path(private_tmp).resolve().parents else 'mount --bind "$1" /tmp && '
+    if passwd is not None:
+        mount += 'mount --bind "$2" /etc/passwd && '
     return [*enter, "--pid", "--fork", "--kill-child", "--mount-proc", "--",
-            "/bin/sh", "-c", f'hostname "$0" && {mount}shift && exec "$@"',
-            host.name, str(private_tmp), *argv]
+            "/bin/sh", "-c", f'hostname "$0" && {mount}shift 2 && exec "$@"',
+            host.name, str(private_tmp), str(passwd or ""), *argv]
 
 
 def namespaces() -> list[str]:

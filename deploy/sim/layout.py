@@ -145,6 +145,32 @@ def endpoints(seen_from: Region) -> Endpoints:
     )
 
 
+def freshvec_config(source: Region, run_in: Region | None = None) -> dict[str, object]:
+    """A freshvec config for `source`'s pipeline (its broker, topic `documents`) with the consumers on
+    `run_in`'s nodes (default: `source`'s own), reaching broker and Weaviate as `run_in` does, so across
+    the WAN when the two differ. `up` writes `source`'s own as .run/sim/freshvec-<region>.yaml."""
+    run_in = run_in or source
+    ends = endpoints(run_in)
+    bootstrap = [ends.kafka[source.name]]
+    return {
+        "kafka": {"bootstrap_servers": bootstrap, "topics": ["documents"], "group_id": f"freshvec-{source.name}",
+                  "partitions_if_created": 2, "consumer": {"fetch_min_bytes": 1, "fetch_max_wait_ms": 100}},
+        # Each host is a Ray node of 1 CPU: up to two replicas and the consumers fit on a region's two.
+        "embedding": {"num_cpus": 0.5, "threads": 1,
+                      "autoscaling": {"min_replicas": 1, "max_replicas": 2, "policy": "backlog"}},
+        "weaviate": {"host": ends.weaviate_http.removeprefix("http://").rsplit(":", 1)[0],
+                     "http_port": int(ends.weaviate_http.rsplit(":", 1)[1]),
+                     "grpc_port": int(ends.weaviate_grpc.rsplit(":", 1)[1]), "collection": "Document"},
+        "pipeline": {"max_batch_wait_ms": 0, "dlq_topic": "documents.dlq"},
+        "http": {"host": "0.0.0.0", "port": 8000},
+        "regions": {source.name: {"bootstrap_servers": bootstrap, "label_key": "region", "label_value": run_in.name}},
+    }
+
+
+def config_file(r: Region) -> Path:
+    return state_dir() / f"freshvec-{r.name}.yaml"
+
+
 def describe() -> dict[str, object]:
     """Everything a caller needs to point `ray up` (provider local) and clients at the layout;
     `up` writes it to .run/sim/layout.json."""
@@ -152,7 +178,7 @@ def describe() -> dict[str, object]:
     return {
         "ssh": {"user": USER, "private_key": str(keys.client_key), "config": str(keys.config),
                 "known_hosts": str(keys.known_hosts)},
-        "regions": {r.name: {"head_ip": r.head.address, "worker_ips": [r.worker.address],
+        "regions": {r.name: {"head_ip": r.head.address, "worker_ips": [r.worker.address], "config": str(config_file(r)),
                              "hosts": {h.name: h.address for h in r.hosts}, **asdict(endpoints(r))}
                     for r in REGIONS},
         "wan": {"address": WAN.address, "toxiproxy_api": toxiproxy().api, "latency_ms_each_way": LATENCY_MS,

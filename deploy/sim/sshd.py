@@ -11,9 +11,12 @@ Each sshd runs in the foreground (-D) as a tracked ServiceProcess, logs to its
 own file and listens on its host's address only. What runs over ssh sees a host
 of its own, as on separate machines: its own processes (a PID namespace, see
 hosts.in_host), its own /tmp, and its own HOME, because `ray up` writes
-~/ray_bootstrap_config.yaml on each head and the autoscaler rereads it: two
-heads sharing /root would read each other's. That home's .bashrc and .profile
-source root's, with HOME=/root while they run, so PATH (pyenv, go) is the same.
+~/ray_bootstrap_config.yaml and ~/ray_bootstrap_key.pem on each head and the
+autoscaler rereads them: two heads sharing /root would read each other's. The
+home is root's in the host's own /etc/passwd (mounted over the machine's), since
+ssh expands `~` in `-i ~/ray_bootstrap_key.pem` from there, not from $HOME. That
+home's .bashrc and .profile source root's, with HOME=/root while they run, so
+PATH (pyenv, go) is the same.
 """
 
 from __future__ import annotations
@@ -124,6 +127,10 @@ class Sshd:
         return self.state_dir / "home"
 
     @property
+    def passwd(self) -> Path:
+        return self.state_dir / "passwd"
+
+    @property
     def tmp(self) -> Path:
         return self.state_dir / "tmp"
 
@@ -143,9 +150,8 @@ class Sshd:
             "PidFile none",  # the ServiceProcess pid file tracks it
             "PrintMotd no",
             "AcceptEnv LANG LC_*",
-            # Who and where the session is, for scripts run over ssh; the host's own HOME (see above).
-            f"SetEnv FRESHVEC_SIM_HOST={self.host.name} FRESHVEC_SIM_REGION={self.host.region or ''} "
-            f"HOME={self.home}",
+            # Who and where the session is, for scripts run over ssh.
+            f"SetEnv FRESHVEC_SIM_HOST={self.host.name} FRESHVEC_SIM_REGION={self.host.region or ''}",
             "Subsystem sftp internal-sftp",
             "",
         ])
@@ -167,7 +173,7 @@ class Sshd:
         if check.returncode:
             raise ServiceError(f"{self.process.name}: config refused: {check.stderr.strip()}")
         outer = self.process.spawn(in_host(self.host, [str(SSHD), "-D", "-e", "-f", str(self.config_file)],
-                                           private_tmp=self.tmp))
+                                           private_tmp=self.tmp, passwd=self.passwd))
         self.process.wait_until(lambda: port_open(self.port, self.host.address), timeout, "listening")
         # Track sshd itself, not the `unshare` above it, which ignores SIGTERM: stopping sshd (pid 1 of
         # the host's PID namespace) ends everything started over ssh, and then `unshare`.
@@ -178,6 +184,10 @@ class Sshd:
 
     def _make_home(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
+        users = Path("/etc/passwd").read_text().splitlines()
+        self.passwd.write_text("".join(
+            ":".join(f[:5] + [str(self.home)] + f[6:]) + "\n" if (f := line.split(":"))[0] == USER else line + "\n"
+            for line in users))
         for name in (".bashrc", ".profile"):
             (self.home / name).write_text(
                 f"# Home of simulated host {self.host.name}: root's {name}, read with root's HOME.\n"

@@ -1,15 +1,21 @@
 """The simulated two-region layout, as the README says to start it: `make sim-up` makes test hosts in
 network namespaces with sshd, a Kafka broker per region, Weaviate and a delayed WAN between the
-regions; `make sim-down` leaves no namespace, link or process behind."""
+regions; `ray up` launches a region's Ray cluster onto its hosts and the pipeline runs there as a Ray
+job; `make sim-down` leaves no namespace, link or process behind."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
+import httpx
 import pytest
+from ray.util.state import list_actors, list_nodes
+
+from tests.integration.conftest import wait_until
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -94,6 +100,67 @@ def test_weaviate_answers_from_the_other_region(sim):
     proc = _in_host(worker, sys.executable, "-c",
                     f"import httpx; print(httpx.get({url!r}, timeout=10, trust_env=False).status_code)")
     assert proc.stdout.strip() == "200", proc.stdout + proc.stderr
+
+
+def test_ray_up_launches_region_a_and_its_pipeline_ingests_from_broker_a(sim):
+    """The README's commands for one region: `freshvec cluster-yaml --provider local`, `ray up`, the
+    pipeline submitted as a Ray job (`freshvec run`), the demo produced to the region's broker, found
+    in Weaviate and by /search on the head, `ray down`, the worker's Ray stopped."""
+    from freshvec.cluster.corpus import demo_documents
+    from freshvec.core.config import load_config
+    from freshvec.core.records import object_id
+    from freshvec.core.store import connect
+    from freshvec.deploy.sim import clusters
+
+    region = sim["regions"]["a"]
+    bin_dir = Path(sys.executable).parent
+    cfg = load_config(region["config"])  # this machine reaches region a's broker and Weaviate directly
+    try:
+        nodes = clusters.up("a")
+        assert sorted(n["ip"] for n in nodes) == sorted([region["head_ip"], *region["worker_ips"]]), nodes
+        assert all(n["labels"].get("region") == "a" for n in nodes), nodes
+
+        job = clusters.submit("a", f"sim-rayup-{uuid.uuid4().hex[:8]}",
+                              [str(bin_dir / "freshvec"), "-c", region["config"], "run", "--status-interval", "5"])
+        client = clusters.jobs("a")
+        wait_until(lambda: "freshvec: running" in client.get_job_logs(job)
+                   or str(client.get_job_status(job)) in clusters.DONE, 300, "the pipeline running on region a")
+        assert "freshvec: running" in client.get_job_logs(job), client.get_job_logs(job)[-3000:]
+        consumers = wait_until(lambda: [a for a in list_actors(address=clusters.dashboard("a"))
+                                        if a.class_name == "PartitionConsumer" and a.state == "ALIVE"], 60,
+                               "consumer actors alive on the cluster")
+        node_ips = {n.node_id: n.node_ip for n in list_nodes(address=clusters.dashboard("a"))}
+        assert {node_ips[c.node_id] for c in consumers} <= {region["head_ip"], *region["worker_ips"]}
+
+        produced = subprocess.run([str(bin_dir / "freshvec"), "-c", region["config"], "produce", "--demo", "100"],
+                                  capture_output=True, text=True, timeout=120)
+        assert produced.returncode == 0, produced.stderr[-2000:]
+        keys = [key for key, _ in demo_documents(100)]
+        with connect(cfg.weaviate) as weaviate:
+            docs = weaviate.collections.use(cfg.weaviate.collection)
+            found = wait_until(lambda: (n := sum(docs.data.exists(object_id(cfg.kafka.topics[0], k)) for k in keys))
+                               == 100 and n, 180, "the 100 demo documents in Weaviate")
+        assert found == 100
+        answer = httpx.post(f"http://{region['head_ip']}:8000/search", json={"query": "the assert statement", "k": 3},
+                            timeout=30, trust_env=False)
+        assert answer.status_code == 200, answer.text
+        assert [r["metadata"]["topic"] for r in answer.json()["results"]][0] == "assert", answer.text
+        client.stop_job(job)
+        assert clusters.wait_job("a", job, 120) == "STOPPED"
+    finally:
+        clusters.down("a")
+    wait_until(lambda: not _answers(clusters.dashboard("a")), 60, "region a's dashboard gone after ray down")
+    for name in region["hosts"]:
+        left = subprocess.run(["ssh", "-F", sim["ssh"]["config"], "-o", "BatchMode=yes", name, "pgrep -a raylet"],
+                              capture_output=True, text=True, timeout=60).stdout
+        assert not left, f"Ray still runs on {name} after ray down: {left}"
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2, trust_env=False).status_code < 500
+    except httpx.HTTPError:
+        return False
 
 
 def test_sim_down_leaves_nothing_behind(sim):

@@ -71,6 +71,13 @@ def test_local_provider_config_passes_rays_validator_and_labels_every_start_comm
     for commands in (config["head_start_ray_commands"], config["worker_start_ray_commands"]):
         assert f"--labels=region={region}" in commands[-1] and "/srv/freshvec/.venv/bin/ray start" in commands[-1]
     assert "--address=$RAY_HEAD_IP:6379" in config["worker_start_ray_commands"][-1]
+    # The head's autoscaler is v1 (v2 starts no worker of this provider), set where `ray start` sees it.
+    head = config["head_start_ray_commands"][-1]
+    assert head.index("RAY_enable_autoscaler_v2=0") > head.index(";") and "--head" in head
+    # `ray down` runs a bare `ray stop`: the venv is put on the login PATH once.
+    assert config["setup_commands"] == [
+        "grep -qxF 'export PATH=\"/srv/freshvec/.venv/bin:$PATH\"' ~/.bashrc || "
+        "echo 'export PATH=\"/srv/freshvec/.venv/bin:$PATH\"' >> ~/.bashrc"]
 
 
 def test_cli_writes_a_local_config_and_names_a_missing_head_ip(tmp_path, capsys):
