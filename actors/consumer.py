@@ -43,6 +43,11 @@ from freshvec.core.store import WeaviateStore
 log = logging.getLogger("freshvec.consumer")
 
 LAG_INTERVAL_S = 1.0
+# A Kafka call of the group coordinator (read or commit the offset) retried in place this long, then
+# the session starts over with a new client: librdkafka's consumer, partitions assigned rather than
+# subscribed, can stay "waiting for coordinator" after the broker restarts (one partition of a chaos
+# run never committed again), while a new client finds the coordinator at once.
+COORDINATOR_RETRY_S = 15.0
 
 
 def _rss_mb() -> float:
@@ -149,7 +154,7 @@ class PartitionConsumer:
                                    self.progress, stopped)
             self.progress.state = "warming up"
             steps.warm_up()
-            self.progress.committed = retries.call(reader.start, target="kafka")
+            self.progress.committed = retries.call(reader.start, target="kafka", within_s=COORDINATOR_RETRY_S)
             _freeze_gc()
             self._session = session = TwoStageSession(lambda batch: self._finish(steps, batch), self.name)
             session.start()
@@ -185,7 +190,7 @@ class PartitionConsumer:
             acked = session.acked
             if acked is not None and acked != self.progress.committed and (
                     not records or time.monotonic() - last_commit >= pipeline.commit_interval_ms / 1000):
-                retries.call(reader.commit, acked, target="kafka")
+                retries.call(reader.commit, acked, target="kafka", within_s=COORDINATOR_RETRY_S)
                 self.progress.committed, last_commit = acked, time.monotonic()
             if time.monotonic() - last_lag >= LAG_INTERVAL_S:
                 self.progress.set_lag(reader.lag(self.progress.committed, cached=True))

@@ -26,12 +26,17 @@ class RetryPolicy:
         self.stopped, self.max_backoff_s, self.poison_attempts = stopped, max_backoff_s, poison_attempts
         self.on_retry, self.on_recovered = on_retry, on_recovered
 
-    def call(self, fn: Callable[..., Any], *args, target: str) -> Any:
-        """fn(*args) until it succeeds; a retriable error backs off (until stopped, then it is raised)."""
+    def call(self, fn: Callable[..., Any], *args, target: str, within_s: float | None = None) -> Any:
+        """fn(*args) until it succeeds; a retriable error backs off (until stopped, then it is raised).
+
+        `within_s`: give up after that long and raise the last error, for a call whose client may be
+        the one stuck, so that the caller starts over with a new one.
+        """
         for attempt in Retrying(
             retry=retry_if_exception(lambda e: getattr(e, "retriable", False)),
             wait=wait_exponential_jitter(multiplier=0.05, max=self.max_backoff_s, jitter=0.05),
-            stop=lambda _state: self.stopped.is_set(),
+            stop=lambda state: self.stopped.is_set() or (
+                within_s is not None and (state.seconds_since_start or 0) >= within_s),
             before_sleep=lambda state: self.on_retry(state.outcome.exception(), target),
             reraise=True,
         ):

@@ -103,6 +103,37 @@ def test_a_partition_error_in_a_batch_is_retriable_not_a_record():
         r.next_batch(5, 0)
 
 
+def test_a_reader_behind_the_log_end_that_reads_nothing_for_a_while_is_a_stall(monkeypatch):
+    from freshvec.actors import partition
+
+    clock = [100.0]
+    monkeypatch.setattr(partition.time, "monotonic", lambda: clock[0])
+
+    def idle_polls(r, seconds: float) -> None:
+        for _ in range(int(seconds)):
+            clock[0] += 1
+            assert r.next_batch(3, 0) == []
+
+    r, fake = reader(committed=5, watermarks=(0, 8))  # offsets 5-7 are in the log, never delivered
+    r.start()
+    idle_polls(r, partition.FETCH_STALL_S)
+    with pytest.raises(KafkaUnavailableError, match=r"fetch stalled.*up to offset 7, nothing read past 5"):
+        idle_polls(r, 2)
+
+    r, fake = reader(committed=8, watermarks=(0, 8))  # caught up: quiet, not stalled
+    r.start()
+    idle_polls(r, 3 * partition.FETCH_STALL_S)
+    fake.watermarks = KafkaException(KafkaError(KafkaError._TRANSPORT))  # the broker away: an outage
+    idle_polls(r, 3 * partition.FETCH_STALL_S)
+
+    r, fake = reader(committed=5, watermarks=(0, 8))  # a record read starts the clock again
+    r.start()
+    idle_polls(r, partition.FETCH_STALL_S - 2)
+    fake.messages = [Message(5)]
+    assert [rec.offset for rec in r.next_batch(3, 0)] == [5]
+    idle_polls(r, partition.FETCH_STALL_S - 1)
+
+
 def test_lag_counts_from_the_commit_and_is_unknown_when_the_broker_is_away():
     r, fake = reader(watermarks=(3, 10))
     assert r.lag(7) == 3 and r.lag(None) == 7  # nothing committed: the whole log
@@ -230,6 +261,16 @@ def test_stopping_ends_the_retries_with_the_last_error():
     with pytest.raises(SinkError):
         p.call(fn, target="weaviate")
     assert len(calls) == 2
+
+
+def test_a_call_given_a_time_limit_gives_up_with_the_last_error_so_the_caller_starts_over():
+    p, seen = policy()
+    fn, calls = flaky([KafkaUnavailableError("waiting for coordinator")] * 1000)
+    with pytest.raises(KafkaUnavailableError, match="coordinator"):
+        p.call(fn, target="kafka", within_s=0.2)
+    assert 2 <= len(calls) < 1000 and seen[0] == (KafkaUnavailableError, "kafka")
+    fn, calls = flaky([KafkaUnavailableError("away")] * 2)
+    assert p.call(fn, target="kafka", within_s=5) == "ok" and len(calls) == 3
 
 
 # --- the two-stage session ------------------------------------------------------------------
