@@ -42,6 +42,8 @@ PROBE_TEXT = "freshvec probe: the embedder answers"
 # out, and each retry sent the same work again while the first calls still ran (20 % of the floor).
 EMBED_TIMEOUT_S = 30
 EMBED_TIMEOUT_S_PER_TEXT = 1.0
+# A wait for the embedder is cut into waits this long, so that a stopped session does not wait it out.
+RESULT_WAIT_S = 0.5
 # Texts per embed call: the chunks of a batch spread over the replicas when there are several.
 EMBED_CALL_TEXTS = 128
 
@@ -256,7 +258,7 @@ class BatchProcessor:
         responses = responses or self._send(texts)
         deadline = time.monotonic() + EMBED_TIMEOUT_S + EMBED_TIMEOUT_S_PER_TEXT * len(texts)
         try:
-            parts = [r.result(timeout_s=max(0.0, deadline - time.monotonic())) for r in responses]
+            parts = [self._result(r, deadline) for r in responses]
             vectors = np.concatenate(parts) if len(parts) != 1 else parts[0]
         except Exception as exc:
             for r in responses:  # a retry sends them again: the replicas should not do the work twice
@@ -270,3 +272,14 @@ class BatchProcessor:
         if vectors.shape != (len(texts), self.model.dim):
             raise EmbedError(f"embedder returned shape {vectors.shape}, expected ({len(texts)}, {self.model.dim})")
         return vectors
+
+    def _result(self, response, deadline: float):
+        """`response.result()` by the deadline, in short waits that end early when the session stops."""
+        while True:
+            if self.stopped.is_set():
+                raise TimeoutError("the session stopped while waiting for the embedder")
+            try:
+                return response.result(timeout_s=max(0.0, min(RESULT_WAIT_S, deadline - time.monotonic())))
+            except TimeoutError:
+                if time.monotonic() >= deadline:
+                    raise

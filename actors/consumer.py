@@ -47,7 +47,7 @@ LAG_INTERVAL_S = 1.0
 # the session starts over with a new client: librdkafka's consumer, partitions assigned rather than
 # subscribed, can stay "waiting for coordinator" after the broker restarts (one partition of a chaos
 # run never committed again), while a new client finds the coordinator at once.
-COORDINATOR_RETRY_S = 15.0
+COORDINATOR_RETRY_S = 5.0
 
 
 def _rss_mb() -> float:
@@ -94,9 +94,10 @@ class PartitionConsumer:
     # --- called by the supervisor, `freshvec status`, tests and benchmarks --------
     def stats(self) -> ConsumerStats:
         ctx = ray.get_runtime_context()
+        reader = self._reader
         return self.progress.snapshot(name=self.name, topic=self.topic, partition=self.partition, region=self.region,
                                       node_id=ctx.get_node_id(), labels=ctx.get_node_labels(), pid=os.getpid(),
-                                      rss_mb=_rss_mb())
+                                      rss_mb=_rss_mb(), position=reader.position if reader is not None else None)
 
     def drain_latencies(self) -> list[float]:
         """Event -> acknowledgement latencies (ms) recorded since the last call."""

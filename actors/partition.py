@@ -25,9 +25,10 @@ POLL_TIMEOUT_S = 0.1
 PREFETCH_KBYTES = 1024
 # librdkafka's fetcher for an assigned (not subscribed) partition sometimes stops for good after the
 # broker restarts: polls return nothing while the log grows (librdkafka issue 5153, open; a chaos run
-# lost the tail of one partition to it). Behind the log end this long with nothing read is a stall:
-# the session starts over with a new client, which fetches at once.
-FETCH_STALL_S = 10.0
+# lost the tail of one partition to it), or cannot reach the broker at all. Behind the log end (or
+# unable to learn it) this long with nothing read is a stall: the session starts over with a new
+# client, which fetches at once.
+FETCH_STALL_S = 5.0
 STALL_CHECK_S = 1.0
 
 
@@ -93,28 +94,29 @@ class PartitionReader:
         return [KafkaRecord.of(m) for m in messages]
 
     def _check_stall(self) -> None:
-        """Raise KafkaUnavailableError when the broker's log has gone past this reader's position for
-        FETCH_STALL_S while polls brought nothing (see FETCH_STALL_S). Asks the broker at most once a
-        second; a broker that does not answer is an outage, not a stall."""
+        """Raise KafkaUnavailableError when, for FETCH_STALL_S while polls brought nothing, the broker's
+        log has gone past this reader's position or this client could not ask it (see FETCH_STALL_S).
+        Asks at most once a second. A client that cannot reach a broker that is up stays that way too
+        (a chaos run's consumer read nothing for minutes after a broker restart, every query failing);
+        while the broker is really down, starting over costs nothing and backs off."""
         now = time.monotonic()
         if now - self._stall_checked < STALL_CHECK_S:
             return
         self._stall_checked = now
         try:
             low, high = self._consumer.get_watermark_offsets(self._tp, timeout=2)
-        except Exception:
-            self._behind_since = None
-            return
-        position = self.position if self.position is not None else low
-        if high <= position:
+            position = self.position if self.position is not None else low
+            behind = f"has records up to offset {high - 1}, nothing read past {position}" if high > position else None
+        except Exception as exc:
+            behind = f"the client cannot ask for the log end ({type(exc).__name__}: {exc})"
+        if behind is None:
             self._behind_since = None
         elif self._behind_since is None:
             self._behind_since = now
         elif now - self._behind_since >= FETCH_STALL_S:
             raise KafkaUnavailableError(
-                f"kafka fetch stalled ({', '.join(self.brokers)}): {self.topic}[{self.partition}] has records up to "
-                f"offset {high - 1}, nothing read past {position} for {now - self._behind_since:.0f} s; "
-                "starting over with a new client")
+                f"kafka fetch stalled ({', '.join(self.brokers)}): {self.topic}[{self.partition}] {behind}, "
+                f"for {now - self._behind_since:.0f} s; starting over with a new client")
 
     def commit(self, offset: int) -> None:
         """Commit `offset` (the next record to read) to the group, synchronously."""

@@ -56,6 +56,9 @@ class ConsumerStats(Counts):
     node_id: str = ""
     labels: dict = field(default_factory=dict)
     committed: int | None = None
+    # The offset after the last record read: the records from `committed` to here are what the
+    # consumer holds (being written, queued, prepared); librdkafka's prefetch comes on top.
+    position: int | None = None
     lag: int | None = None
     p50_ms: float | None = None  # freshness over the last minute
     p99_ms: float | None = None

@@ -14,7 +14,7 @@ from typing import Any
 
 from tenacity import Retrying, retry_if_exception, wait_exponential_jitter
 
-from freshvec.core.errors import RecordRejected
+from freshvec.core.errors import RecordRejected, TransientError
 
 
 class RetryPolicy:
@@ -30,16 +30,26 @@ class RetryPolicy:
         """fn(*args) until it succeeds; a retriable error backs off (until stopped, then it is raised).
 
         `within_s`: give up after that long and raise the last error, for a call whose client may be
-        the one stuck, so that the caller starts over with a new one.
+        the one stuck, so that the caller starts over with a new one. Once stopped, no call is made
+        and no back-off waits: a stopped session's writer must exit, not write (see session.py).
         """
+        failed: list[BaseException] = []  # the last error, raised as it is when stopped mid-retry
+
+        def before_sleep(state) -> None:
+            failed[:] = [state.outcome.exception()]
+            self.on_retry(failed[0], target)
+
         for attempt in Retrying(
             retry=retry_if_exception(lambda e: getattr(e, "retriable", False)),
             wait=wait_exponential_jitter(multiplier=0.05, max=self.max_backoff_s, jitter=0.05),
             stop=lambda state: self.stopped.is_set() or (
                 within_s is not None and (state.seconds_since_start or 0) >= within_s),
-            before_sleep=lambda state: self.on_retry(state.outcome.exception(), target),
+            before_sleep=before_sleep,
+            sleep=self.stopped.wait,
             reraise=True,
         ):
+            if self.stopped.is_set():
+                raise failed[0] if failed else TransientError(f"stopped before calling {target}")
             with attempt:
                 result = fn(*args)
         if attempt.retry_state.attempt_number > 1:

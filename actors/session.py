@@ -2,19 +2,24 @@
 
 One object per session owns the hand-over queue, the writer thread, the writer's failure and the
 offset after the last batch it finished. A session that failed is closed and a new one made, so a
-writer left over from it can never move the new session's offset. The queue holds one batch: with
+writer left over from it can never move the new session's offset. Closing waits until the writer
+has exited: a write of the old session landing after the new session rewrote the same keys from the
+committed offset would put older text back (a chaos run left 18 keys stale and lost one that way). The queue holds one batch: with
 one being written and one being prepared, at most three batches are in memory while Weaviate is
 slow or away, and the backlog waits in Kafka.
 """
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
 B = TypeVar("B")
+
+log = logging.getLogger("freshvec.consumer")
 
 
 class TwoStageSession(Generic[B]):
@@ -54,11 +59,18 @@ class TwoStageSession(Generic[B]):
         if self._failure is not None:
             raise self._failure
 
-    def close(self, timeout_s: float = 10.0) -> None:
-        """Let the writer finish the batch in hand (not the queued one) and wait for it."""
+    def close(self, log_every_s: float = 10.0) -> None:
+        """Let the writer finish the batch in hand (not the queued one) and wait until it has exited.
+
+        No time limit: the writer's calls are bounded and give up once the session is stopped, and a
+        next session must not start while a write of this one can still land."""
         self._closing.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout_s)
+        waited = 0.0
+        while self._thread.is_alive():
+            self._thread.join(log_every_s)
+            if self._thread.is_alive():
+                waited += log_every_s
+                log.warning("%s: still waiting for its writer to finish a batch (%.0f s)", self._thread.name, waited)
 
     def _write_loop(self) -> None:
         while not self._closing.is_set():

@@ -26,6 +26,13 @@ def pct(values, q) -> float | None:
     return float(np.percentile(values, q)) if len(values) else None
 
 
+def spread(values) -> dict | None:
+    """A figure of repeated runs: {"median", "min", "max"} (None when there are none)."""
+    if not len(values):
+        return None
+    return {"median": float(np.median(values)), "min": float(np.min(values)), "max": float(np.max(values))}
+
+
 def write_json(name: str, data: dict) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / name

@@ -6,13 +6,19 @@ wrong name fails at once with a message instead of hanging on the network.
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import os
+import shutil
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from freshvec.core.models import resolve_model_path
 
 if TYPE_CHECKING:
     import numpy as np
+
+log = logging.getLogger("freshvec.serve")
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -22,7 +28,8 @@ def load_sentence_transformer(name: str, device: str = "cpu", backend: str = "to
     """Load a SentenceTransformer offline; the import is here because torch is slow to import.
 
     backend "onnx" runs the same weights in ONNX Runtime on CPU. A model directory without an
-    onnx/model.onnx is exported on load (about 2 s for MiniLM), so packaged models need no extra files.
+    onnx/model.onnx is exported on its first load (about 3 s for MiniLM) and the export kept under
+    $FRESHVEC_CACHE/onnx, so packaged models need no extra files and later loads skip the export.
     """
     from sentence_transformers import SentenceTransformer
 
@@ -37,8 +44,39 @@ def load_sentence_transformer(name: str, device: str = "cpu", backend: str = "to
         # consumers and the brokers need those cores (16 clients x 1 text: 181 -> 210 texts/s).
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         kwargs["model_kwargs"] = {"session_options": options, "provider": "CPUExecutionProvider"}
-    return SentenceTransformer(str(resolve_model_path(name)), device=device, backend=backend,
-                               local_files_only=True, **kwargs)
+    path = resolve_model_path(name)
+    export = None
+    if backend == "onnx" and not (path / "onnx" / "model.onnx").exists():
+        export = _export_dir(path)
+        if (export / "onnx" / "model.onnx").exists():
+            path, export = export, None
+    model = SentenceTransformer(str(path), device=device, backend=backend, local_files_only=True, **kwargs)
+    if export is not None:
+        _keep_export(model, export)
+    return model
+
+
+def _export_dir(path: Path) -> Path:
+    """Where the ONNX export of the model at `path` is kept: exporting takes ~3 s of CPU, on every
+    replica start (an autoscaled replica serves nothing until it is done). Keyed by the path and its
+    weights' size and time, so changed weights are exported again."""
+    weights = sorted(f for f in path.iterdir() if f.suffix in (".safetensors", ".bin"))
+    key = "|".join([str(path), *(f"{f.name}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in weights)])
+    cache = Path(os.environ.get("FRESHVEC_CACHE", Path.home() / ".cache" / "freshvec"))
+    return cache / "onnx" / f"{path.name}-{hashlib.blake2b(key.encode(), digest_size=8).hexdigest()}"
+
+
+def _keep_export(model, export: Path) -> None:
+    """Save the model with its export under `export`, atomically (replicas starting together race);
+    best effort: without it the next start exports again."""
+    tmp = export.with_name(f"{export.name}.tmp-{os.getpid()}")
+    try:
+        model.save_pretrained(str(tmp))
+        tmp.rename(export)
+    except OSError as exc:  # another replica was first, or the cache is not writable
+        log.debug("ONNX export not kept at %s: %s", export, exc)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 class OnnxMeanPooling:

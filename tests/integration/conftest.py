@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 
@@ -82,10 +83,11 @@ class Env:
     def send(self, key: bytes | None, value: bytes | None, headers=None):
         return self.producer.send(self.topic, key=key, value=value, headers=headers)
 
-    def send_doc(self, key: str, text: str | None, metadata: dict | None = None):
+    def send_doc(self, key: str, text: str | None, metadata: dict | None = None, **fields):
+        """`fields`: more event fields, which the pipeline does not read (ballast for the backpressure test)."""
         import json
 
-        value = None if text is None else json.dumps({"text": text, "metadata": metadata or {}}).encode()
+        value = None if text is None else json.dumps({"text": text, "metadata": metadata or {}, **fields}).encode()
         return self.send(key.encode(), value)
 
     def flush(self):
@@ -127,6 +129,16 @@ class Env:
             self._producer.close()
         with self.client() as client:
             client.collections.delete(self.cfg.weaviate.collection)
+        # Topics too: hundreds of partitions left from earlier tests slow the broker down, and the
+        # backpressure test's topic holds 200 MB.
+        from freshvec.core.kafka import admin as kafka_admin
+
+        with contextlib.suppress(Exception):
+            admin = kafka_admin(self.cfg.kafka)
+            try:
+                admin.delete_topics([self.topic, self.cfg.pipeline.dlq_topic])
+            finally:
+                admin.close()
 
 
 @pytest.fixture

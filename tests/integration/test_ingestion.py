@@ -158,8 +158,10 @@ class Churn:
     `expected()` is the final state: each live key with the text of its latest event.
     """
 
-    def __init__(self, env, keys: int, events: int, rate: float, seed: int = 1):
+    def __init__(self, env, keys: int, events: int, rate: float, seed: int = 1, ballast_bytes: int = 0):
+        """`ballast_bytes`: each event also carries a field of that many bytes the pipeline does not read."""
         self.env, self.keys, self.events, self.rate = env, keys, events, rate
+        self.ballast = {"attachment": "x" * ballast_bytes} if ballast_bytes else {}
         self.rng = random.Random(seed)
         self.state: dict[str, str | None] = {}
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -172,7 +174,7 @@ class Churn:
                 text = None
             else:
                 text = f"{key} revision {i}: {self.rng.choice(['alpha', 'beta', 'gamma', 'delta'])} text"
-            self.env.send_doc(key, text)
+            self.env.send_doc(key, text, **self.ballast)
             self.state[key] = text
             delay = start + (i + 1) / self.rate - time.perf_counter()
             if delay > 0:

@@ -15,7 +15,7 @@ from freshvec.actors.retries import RetryPolicy
 from freshvec.actors.session import TwoStageSession
 from freshvec.core.config import parse_config
 from freshvec.core.errors import (ConfigError, EmbedRejected, FreshvecError, KafkaRefused, KafkaUnavailableError,
-                                  SinkError)
+                                  SinkError, TransientError)
 from freshvec.core.kafka import kafka_errors
 from freshvec.core.records import Rejected, Source
 
@@ -123,8 +123,12 @@ def test_a_reader_behind_the_log_end_that_reads_nothing_for_a_while_is_a_stall(m
     r, fake = reader(committed=8, watermarks=(0, 8))  # caught up: quiet, not stalled
     r.start()
     idle_polls(r, 3 * partition.FETCH_STALL_S)
-    fake.watermarks = KafkaException(KafkaError(KafkaError._TRANSPORT))  # the broker away: an outage
-    idle_polls(r, 3 * partition.FETCH_STALL_S)
+    # A client that cannot ask the broker for long is stuck too (or the broker is away, when a new
+    # client costs nothing): it starts over as well.
+    fake.watermarks = KafkaException(KafkaError(KafkaError._TRANSPORT))
+    idle_polls(r, partition.FETCH_STALL_S)
+    with pytest.raises(KafkaUnavailableError, match=r"fetch stalled.*cannot ask for the log end"):
+        idle_polls(r, 2)
 
     r, fake = reader(committed=5, watermarks=(0, 8))  # a record read starts the clock again
     r.start()
@@ -260,7 +264,16 @@ def test_stopping_ends_the_retries_with_the_last_error():
     fn, calls = flaky([SinkError("away")] * 100)
     with pytest.raises(SinkError):
         p.call(fn, target="weaviate")
-    assert len(calls) == 2
+    assert len(calls) == 1  # no call after the stop: a stopped session's writer must not write
+
+
+def test_a_stopped_policy_makes_no_call_at_all():
+    stopped = threading.Event()
+    stopped.set()
+    fn, calls = flaky([])
+    with pytest.raises(TransientError, match="stopped"):
+        RetryPolicy(stopped, 0.01, 3).call(fn, target="weaviate")
+    assert calls == []
 
 
 def test_a_call_given_a_time_limit_gives_up_with_the_last_error_so_the_caller_starts_over():
@@ -321,3 +334,15 @@ def test_a_busy_writer_holds_the_reader_and_a_stop_drops_the_batch():
     assert waited and not session.idle
     release.set()
     session.close()
+
+
+def test_close_returns_only_once_the_writer_has_exited_however_long_its_batch_takes():
+    # A write of a closed session landing after the next session rewrote its keys would put older text back.
+    release, stopped, finished = threading.Event(), threading.Event(), []
+    session = TwoStageSession(lambda batch: release.wait(5) and finished.append(batch) or batch + 1, "t")
+    session.start()
+    assert session.hand_over(1, stopped)
+    time.sleep(0.05)  # the writer holds batch 1
+    threading.Timer(0.5, release.set).start()
+    session.close(log_every_s=0.1)  # longer than one wait: it keeps waiting, and logs that it does
+    assert finished == [1] and session.acked == 2
