@@ -28,7 +28,8 @@ run: services-up
 demo: services-up
 	@.venv/bin/freshvec demo -n 300
 
-## bench-freshness: freshness and throughput, ours vs a naive pipeline -> bench/results/freshness.{json,png}
+## bench-freshness: latency under load and max throughput, freshvec vs Quix Streams and a batched loop,
+## 3 interleaved runs (~25 min) -> bench/results/freshness.{json,png}
 bench-freshness: services-up
 	@$(PY) bench/freshness.py
 
