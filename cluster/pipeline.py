@@ -7,13 +7,18 @@ consumer starts, so a mismatch stops `freshvec run` with a message.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import re
+
+from ray.experimental.internal_kv import _internal_kv_del, _internal_kv_put
 
 from freshvec.cluster.supervisor import Supervisor, ensure_topics
 from freshvec.core.config import FreshvecConfig
 from freshvec.core.errors import DeployError
-from freshvec.core.identity import APP_NAME, ModelInfo
+from freshvec.core.identity import APP_NAME, KV_NAMESPACE, SIZING_KEY, ModelInfo
+from freshvec.serve.sizing import sized
 
 log = logging.getLogger("freshvec.pipeline")
 
@@ -31,12 +36,19 @@ def deploy_serve(cfg: FreshvecConfig) -> ModelInfo:
     from freshvec.serve.app import build_app
 
     Chunker(cfg.pipeline.chunking, cfg.embedding.model)  # resolves the model, reads its tokenizer
+    cfg, sizing = sized(cfg)
     serve.start(http_options={"host": cfg.http.host, "port": cfg.http.port})
     try:
         handle = serve.run(build_app(cfg), name=APP_NAME, route_prefix="/")
         info = handle.info.remote().result(timeout_s=120)
     except Exception as exc:
         raise DeployError(f"the embedding deployment did not start: {_cause(exc)}") from exc
+    if sizing is not None:
+        sizing = dataclasses.replace(sizing, lone_text_ms=info.get("lone_text_ms"))
+        log.info("%s", sizing.line())
+        _internal_kv_put(SIZING_KEY, json.dumps(sizing.as_dict()), namespace=KV_NAMESPACE)
+    else:  # numbers from the config: no sizing line of an earlier run may be shown
+        _internal_kv_del(SIZING_KEY, namespace=KV_NAMESPACE)
     return ModelInfo(info["model"], info["dim"])
 
 

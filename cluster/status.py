@@ -54,6 +54,19 @@ def _serve() -> dict:
             "target_replicas": _target_replicas(), "autoscaling": _decision(), "replicas": replicas}
 
 
+def _sizing() -> dict | None:
+    """What `auto` settings were sized to when the deployment started (serve/sizing.py), if any."""
+    from ray.experimental.internal_kv import _internal_kv_get
+
+    from freshvec.core.identity import KV_NAMESPACE, SIZING_KEY
+
+    try:
+        raw = _internal_kv_get(SIZING_KEY, namespace=KV_NAMESPACE)
+    except Exception:
+        return None
+    return json.loads(raw) if raw else None
+
+
 def _target_replicas() -> int | None:
     """What Serve is scaling the embedder to (serve.status() gives only the replicas' states)."""
     try:
@@ -106,6 +119,7 @@ def collect(cfg: FreshvecConfig) -> dict:
             "freshness_p99_ms": max(p99) if p99 else None,
         },
         "serve": _serve(),
+        "sizing": _sizing(),
         "warnings": [describe_missing(r) for r in regions_without_nodes(all_regions, ray.nodes())],
     }
 
@@ -144,6 +158,10 @@ def render(status: dict) -> str:
                  + (f"; autoscaling {s['autoscaling']['line']}" if s.get("autoscaling") else "")
                  + "".join(f"\n  replica {r['actor_id'][:8]} on node {r['node'][:8]} (pid {r['pid']})"
                            for r in s["replicas"]))
+    if status.get("sizing"):
+        from freshvec.serve.sizing import Sizing
+
+        lines.append(Sizing(**{**status["sizing"], "auto": tuple(status["sizing"]["auto"])}).line())
     lines += [f"warning: {w}" for w in status["warnings"]]
     lines += problem_lines(status["consumers"])
     return "\n".join(lines)

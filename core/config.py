@@ -69,7 +69,7 @@ class KafkaConfig(BaseModel):
 class AutoscalingConfig(BaseModel):
     model_config = _Strict
     min_replicas: int = Field(1, ge=0)
-    max_replicas: PositiveInt = 1
+    max_replicas: PositiveInt | Literal["auto"] = 1  # auto: from the machine's cores (serve/sizing.py)
     target_ongoing_requests: float = Field(2.0, gt=0)  # calls in flight per replica (a call is 1..64 texts)
     upscale_delay_s: float = Field(5.0, ge=0)
     downscale_delay_s: float = Field(60.0, ge=0)
@@ -84,7 +84,7 @@ class AutoscalingConfig(BaseModel):
 
     @model_validator(mode="after")
     def _bounds(self) -> AutoscalingConfig:
-        if self.max_replicas < self.min_replicas:
+        if self.max_replicas != "auto" and self.max_replicas < self.min_replicas:
             raise ValueError(f"max_replicas ({self.max_replicas}) must be >= min_replicas ({self.min_replicas})")
         if self.look_back_period_s <= self.metrics_interval_s:
             raise ValueError(f"look_back_period_s ({self.look_back_period_s}) must be > metrics_interval_s "
@@ -101,11 +101,13 @@ class EmbeddingConfig(BaseModel):
     max_batch_size: PositiveInt = 64
     # 0: a batch is whatever queued while the previous one ran, so a lone text never waits.
     batch_wait_timeout_s: float = Field(0.0, ge=0)
-    num_cpus: float = Field(1.0, gt=0)  # per replica
+    # per replica; auto (and for threads and autoscaling.max_replicas): chosen for the machine's cores
+    # when the deployment starts, logged and shown by `freshvec status` (serve/sizing.py)
+    num_cpus: Annotated[float, Field(gt=0)] | Literal["auto"] = 1.0
     num_gpus: float = Field(0.0, ge=0)  # per replica; > 0 asks Ray for GPU nodes
     # CPU threads for the model; None: as many as the replica's CPUs. ONNX runs that many single-threaded
     # forward passes side by side, each on a share of the batch; torch uses them as intra-op threads.
-    threads: PositiveInt | None = None
+    threads: PositiveInt | Literal["auto"] | None = None
     # Ray node labels the replicas must run on, e.g. {region: us-east-1} to pin them to a region.
     label_selector: dict[str, str] = Field(default_factory=dict)
     autoscaling: AutoscalingConfig = Field(default_factory=AutoscalingConfig)

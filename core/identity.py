@@ -16,6 +16,7 @@ RAY_NAMESPACE = "freshvec"  # the consumer actors' namespace
 KV_NAMESPACE = "freshvec"
 BACKLOG_PREFIX = "backlog:"
 DECISION_KEY = "autoscale:decision"
+SIZING_KEY = "sizing"  # what serve/sizing.py chose for `auto` settings, for `freshvec status`
 
 
 @dataclass(frozen=True)

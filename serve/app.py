@@ -309,7 +309,11 @@ class Embedder(EmbeddingModel):
 
 
 def build_app(cfg: FreshvecConfig):
-    """The bound application, with resources and autoscaling from the config."""
+    """The bound application, with resources and autoscaling from the config (`auto` ones sized for
+    this machine, serve/sizing.py)."""
+    from freshvec.serve.sizing import sized
+
+    cfg, _ = sized(cfg)
     emb, auto = cfg.embedding, cfg.embedding.autoscaling
     return Embedder.options(
         ray_actor_options={"num_cpus": emb.num_cpus, "num_gpus": emb.num_gpus,

@@ -53,7 +53,9 @@ class EmbeddingModel:
 
         self.device = pick_device(cfg.device, ray.get_gpu_ids())
         self.backend = pick_backend(cfg.backend, self.device)
-        threads = cfg.threads or max(1, math.ceil(cfg.num_cpus))
+        # `auto` is resolved before a replica starts (serve/sizing.py); used alone, one stream.
+        threads = cfg.threads if isinstance(cfg.threads, int) else (
+            max(1, math.ceil(cfg.num_cpus)) if cfg.threads is None and cfg.num_cpus != "auto" else 1)
         # ONNX on CPU: `threads` single-threaded forward passes side by side, each on a share of the
         # batch. Small batches barely gain from intra-op threads (MiniLM, 16 texts: 2 threads 327/s,
         # 2 single-threaded passes 410/s), and parallel passes need no hand-off between cores.
@@ -72,6 +74,8 @@ class EmbeddingModel:
         # A forward pass per stream before the replica takes traffic: the first run of a session sets up
         # its buffers (tens of ms), which would otherwise land on a real request.
         self.encode(["warm-up"] * self._streams)
+        # What a lone event costs here, reported by info() for the sizing line of `freshvec run`.
+        self.lone_text_ms = float(np.median([self._timed_encode("how long does one text take?") for _ in range(3)]))
         self._busy_s, self._texts, self._capacity = 0.0, 0, 0.0  # for record_autoscaling_stats
         self._embed_batch.set_max_batch_size(cfg.max_batch_size)
         self._embed_batch.set_batch_wait_timeout_s(cfg.batch_wait_timeout_s)
@@ -89,6 +93,11 @@ class EmbeddingModel:
         for share, part in zip(shares, parts):
             vectors[share] = part
         return vectors
+
+    def _timed_encode(self, text: str) -> float:
+        started = time.perf_counter()
+        self.encode([text])
+        return (time.perf_counter() - started) * 1000
 
     def _encode(self, texts: list[str]) -> np.ndarray:
         if self._direct is not None:
@@ -151,5 +160,5 @@ class EmbeddingModel:
         import ray
 
         return {"model": self.model_name, "dim": self.dim, "device": self.device, "backend": self.backend,
-                "pid": os.getpid(),
+                "pid": os.getpid(), "lone_text_ms": self.lone_text_ms,
                 "node_id": ray.get_runtime_context().get_node_id()}

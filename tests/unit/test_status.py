@@ -3,6 +3,7 @@ naming it, and the totals count them."""
 
 from __future__ import annotations
 
+import json
 import time
 
 from freshvec.actors.progress import ConsumerStats, Stuck
@@ -38,3 +39,14 @@ def test_stats_travel_as_plain_data():
     stats = ConsumerStats(name="consumer:local:docs:0", state="running", consumed=3, p50_ms=1.5)
     out = stats.as_dict()
     assert out["consumed"] == 3 and out["p50_ms"] == 1.5 and out["stuck"] is None and out["reason"] is None
+
+
+def test_the_sizing_of_auto_settings_is_shown_with_the_models_measured_speed():
+    from freshvec.serve.sizing import Sizing
+
+    sizing = Sizing(cores=2.0, streams=1, max_replicas=3, num_cpus=0.5,
+                    auto=("embedding.threads", "embedding.num_cpus"), lone_text_ms=9.34)
+    report = {**_report([_consumer(0)]), "sizing": json.loads(json.dumps(sizing.as_dict()))}  # as status --json has it
+    assert ("sizing for 2 CPUs (embedding.threads, embedding.num_cpus auto): up to 3 replicas x 1 stream(s), "
+            "0.5 CPU each; the model takes 9.3 ms for a lone text on one stream") in status.render(report).splitlines()
+    assert not any(line.startswith("sizing") for line in status.render(_report([_consumer(0)])).splitlines())
