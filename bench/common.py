@@ -45,6 +45,7 @@ def drop_run_state(cfg) -> None:
     (after many runs the idle broker used 14 % of a core for ~800 partitions)."""
     import contextlib
 
+    from freshvec.core.collections import drop
     from freshvec.core.store import connect
     from freshvec.core.kafka import admin as kafka_admin
 
@@ -56,7 +57,7 @@ def drop_run_state(cfg) -> None:
             admin.close()
     with contextlib.suppress(Exception):
         with connect(cfg.weaviate) as client:
-            client.collections.delete(cfg.weaviate.collection)
+            drop(client, cfg.weaviate.collection)
 
 
 def bench_config(name: str, autoscaling: dict | None = None):

@@ -97,7 +97,8 @@ class Floors:
         from freshvec.cluster.supervisor import ensure_topics
         from freshvec.core.identity import ModelInfo
         from freshvec.core.records import object_id
-        from freshvec.core.store import connect, ensure_collection
+        from freshvec.core.collections import ensure_collection
+        from freshvec.core.store import connect
 
         cfg = bench_config("floor")
         texts = sentences(samples, seed=9)
@@ -185,7 +186,8 @@ class Peer:
         from freshvec.cluster.supervisor import ensure_topics
         from freshvec.core.identity import ModelInfo
         from freshvec.core.records import FRESHVEC_NAMESPACE
-        from freshvec.core.store import connect, ensure_collection
+        from freshvec.core.collections import ensure_collection
+        from freshvec.core.store import connect
 
         ensure_topics(cfg)
         with connect(cfg.weaviate) as client:

@@ -207,6 +207,30 @@ def cmd_cluster_yaml(args) -> None:
         print(text)
 
 
+def cmd_migrate_collection(args) -> None:
+    from tqdm import tqdm
+
+    from freshvec.cluster.placement import regions
+    from freshvec.core import collections
+    from freshvec.core.store import connect
+
+    cfg = _config(args.config)
+    seen = set()
+    for region in regions(cfg):
+        w = region.cfg.weaviate
+        if (w.host, w.http_port, w.collection) in seen:
+            continue
+        seen.add((w.host, w.http_port, w.collection))
+        with connect(w) as client, tqdm(desc=f"{w.collection} on {w.host}:{w.http_port}", unit="obj") as bar:
+            def progress(done: int, total: int) -> None:
+                bar.total = total
+                bar.update(done - bar.n)
+
+            physical = collections.migrate(client, w.collection, cfg.embedding.model, progress)
+        print(f"freshvec: {w.collection} " + (f"is an alias of {physical}" if physical else
+                                               "was empty and is deleted; the next start creates it"))
+
+
 def cmd_demo(args) -> None:
     import ray
 
@@ -286,6 +310,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-cpus", type=int, default=1, help="local: Ray CPUs per machine (default 1)")
     p.add_argument("-o", "--output", help="file to write (default: stdout)")
     p.set_defaults(func=cmd_cluster_yaml)
+
+    p = command("migrate-collection",
+                help="move a collection made before aliases under an alias of its name (copies its objects)")
+    p.set_defaults(func=cmd_migrate_collection)
 
     p = command("demo", help="local stack up, demo corpus in, print count, freshness and a search")
     p.add_argument("-n", type=int, default=300, help="documents to ingest (default 300)")

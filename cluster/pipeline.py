@@ -61,7 +61,8 @@ def _cause(exc: BaseException) -> str:
 
 def prepare_storage(cfg: FreshvecConfig, info: ModelInfo) -> None:
     """Create (or check) each region's Weaviate collection and Kafka topics."""
-    from freshvec.core.store import connect, ensure_collection
+    from freshvec.core.collections import ensure_collection
+    from freshvec.core.store import connect
     from freshvec.cluster.placement import regions
 
     checked = set()

@@ -93,6 +93,33 @@ def _decision() -> dict | None:
     return {**asdict(decision), "line": decision.line()}
 
 
+def _collection(cfg: FreshvecConfig) -> dict:
+    """The alias, the collection behind it, its model and size."""
+    from freshvec.core import collections
+    from freshvec.core.store import connect
+
+    alias = cfg.weaviate.collection
+    try:
+        with connect(cfg.weaviate) as client:
+            physical = collections.target(client, alias)
+            if physical is None or not client.collections.exists(physical):
+                return {"alias": alias, "collection": None}
+            says = collections.stored(client, physical)
+            return {"alias": alias, "collection": physical, "model": says.model, "dim": says.dim,
+                    "objects": collections.count(client, physical)}
+    except Exception as exc:  # Weaviate away: status still shows the consumers
+        return {"alias": alias, "error": f"{type(exc).__name__}: {str(exc)[:200]}"}
+
+
+def collection_line(c: dict) -> str:
+    if c.get("error"):
+        return f"weaviate: {c['alias']}: unavailable ({c['error']})"
+    if not c.get("collection"):
+        return f"weaviate: {c['alias']}: no collection yet"
+    return (f"weaviate: {c['alias']} -> {c['collection']} (model {c['model']}, {c['dim']} dims, "
+            f"{c['objects']} objects)")
+
+
 def collect(cfg: FreshvecConfig) -> dict:
     consumers = []
     all_regions = regions(cfg)
@@ -120,6 +147,7 @@ def collect(cfg: FreshvecConfig) -> dict:
         },
         "serve": _serve(),
         "sizing": _sizing(),
+        "collection": _collection(cfg),
         "warnings": [describe_missing(r) for r in regions_without_nodes(all_regions, ray.nodes())],
     }
 
@@ -162,6 +190,8 @@ def render(status: dict) -> str:
         from freshvec.serve.sizing import Sizing
 
         lines.append(Sizing(**{**status["sizing"], "auto": tuple(status["sizing"]["auto"])}).line())
+    if status.get("collection"):
+        lines.append(collection_line(status["collection"]))
     lines += [f"warning: {w}" for w in status["warnings"]]
     lines += problem_lines(status["consumers"])
     return "\n".join(lines)

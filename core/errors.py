@@ -52,6 +52,10 @@ class CollectionMismatchError(FreshvecError):
     pass
 
 
+class LegacyCollectionError(FreshvecError):
+    """A plain collection where freshvec expects an alias (made before aliases), or nothing to migrate."""
+
+
 class DeployError(FreshvecError):
     pass
 

@@ -1,4 +1,4 @@
-"""The Weaviate store: connection, the collection and its schema, object ids, idempotent writes.
+"""The Weaviate store: connection, object ids, idempotent writes (the collection itself: core/collections.py).
 
 Every write is idempotent (objects are addressed by ``object_id(topic, key)``),
 so a batch that failed halfway is simply written again. Any failure is raised
@@ -18,7 +18,7 @@ import numpy as np
 
 from freshvec.core.records import Chunk, Delete, Upsert, object_id
 from freshvec.core.config import WeaviateConfig
-from freshvec.core.errors import CollectionMismatchError, SinkError, WriteRejected
+from freshvec.core.errors import SinkError, WriteRejected
 from freshvec.core.identity import ModelInfo
 
 
@@ -102,10 +102,6 @@ class WeaviateStore:
         if self.client is not None:
             self.client.close()
             self.client = self.collection = None
-
-    def ensure_collection(self) -> None:
-        """Create the collection when absent; refuse one that holds another model's vectors."""
-        ensure_collection(self.client, self.cfg.collection, self.model)
 
     def write(self, items: Sequence[Embedded], deletes: Sequence[Delete], refused_before: bool = False) -> None:
         """Write one batch: every chunk of each document, then remove what a shorter earlier version
@@ -210,74 +206,3 @@ def is_ready(cfg: WeaviateConfig) -> bool:
             return client.is_ready()
     except Exception:  # the client raises on a refused connection, answers False on a bad status
         return False
-
-
-def _chunk_properties() -> list:
-    from weaviate.classes.config import DataType, Property
-
-    return [
-        Property(name="text", data_type=DataType.TEXT),  # the chunk's text, searchable by BM25 (hybrid)
-        Property(name="chunk_index", data_type=DataType.INT, index_range_filters=True),
-        Property(name="chunk_count", data_type=DataType.INT),
-        Property(name="char_start", data_type=DataType.INT),
-        Property(name="char_end", data_type=DataType.INT),
-    ]
-
-
-def ensure_collection(client, name: str, model: ModelInfo) -> None:
-    """Create the collection when absent; refuse one that holds another model's vectors; give one
-    made by a freshvec before chunking the chunk properties."""
-    from weaviate.classes.config import Configure, DataType, Property, Tokenization
-
-    marker = json.dumps({"freshvec_model": model.model, "dim": model.dim}, sort_keys=True)
-    with weaviate_errors("collection check"):
-        if client.collections.exists(name):
-            collection = client.collections.use(name)
-            _check_collection(collection, name, model)
-            have = {p.name for p in collection.config.get().properties}
-            for prop in _chunk_properties():
-                if prop.name not in have:
-                    collection.config.add_property(prop)
-            return
-        client.collections.create(
-            name,
-            description=marker,
-            vector_config=Configure.Vectors.self_provided(),  # freshvec brings every vector
-            properties=[
-                Property(name="doc_id", data_type=DataType.TEXT, tokenization=Tokenization.FIELD),
-                *_chunk_properties(),
-                Property(name="metadata", data_type=DataType.TEXT, index_searchable=False, index_filterable=False),
-                Property(name="metadata_terms", data_type=DataType.TEXT_ARRAY, tokenization=Tokenization.FIELD),
-                Property(name="source_topic", data_type=DataType.TEXT, tokenization=Tokenization.FIELD),
-                Property(name="source_partition", data_type=DataType.INT),
-                Property(name="source_offset", data_type=DataType.INT),
-                Property(name="event_ts_ms", data_type=DataType.INT),
-                Property(name="ingest_ts_ms", data_type=DataType.INT),
-                Property(name="model", data_type=DataType.TEXT, tokenization=Tokenization.FIELD),
-            ],
-        )
-
-
-def _check_collection(collection, name: str, info: ModelInfo) -> None:
-    model, dim = info.model, info.dim
-    config = collection.config.get()
-    try:
-        stored = json.loads(config.description or "")
-    except json.JSONDecodeError:
-        stored = None
-    if isinstance(stored, dict) and (stored.get("freshvec_model"), stored.get("dim")) != (model, dim):
-        raise CollectionMismatchError(
-            f"collection {name} holds vectors of model {stored.get('freshvec_model')!r} ({stored.get('dim')} dims), "
-            f"not {model!r} ({dim} dims); use another weaviate.collection or delete it"
-        )
-    # Also look at what is stored, for collections that someone else created.
-    sample = collection.query.fetch_objects(limit=1, include_vector=True, return_properties=["model"])
-    for obj in sample.objects:
-        vector = obj.vector.get("default") if isinstance(obj.vector, dict) else obj.vector
-        found_model = obj.properties.get("model")
-        if (vector is not None and len(vector) != dim) or (found_model not in (None, model)):
-            raise CollectionMismatchError(
-                f"collection {name} holds vectors of model {found_model!r} "
-                f"({len(vector) if vector is not None else '?'} dims), not {model!r} ({dim} dims); "
-                "use another weaviate.collection or delete it"
-            )

