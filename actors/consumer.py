@@ -9,6 +9,8 @@ instance resumes on its own from the group's committed offset. An offset is comm
 Weaviate confirmed every object up to it (and the DLQ every rejected record), so a crash anywhere
 replays, and idempotent writes make a replay harmless: no loss, no duplicates. A batch's embedding
 overlaps the previous batch's write; batches are written in poll order, so per-key order holds.
+Batches adapt to the load (session.Gatherer): a trickle travels alone, and under load the calls to
+the embedder and Weaviate grow instead of queueing one record at a time.
 
 A session that fails on a retriable error, or on one nobody foresaw, starts over from the committed
 offset; one that meets an error no retry can fix (a FreshvecError that is not retriable: refused
@@ -33,7 +35,7 @@ from freshvec.actors.metrics import PipelineMetrics
 from freshvec.actors.partition import PartitionReader
 from freshvec.actors.progress import ConsumerStats, Progress
 from freshvec.actors.retries import RetryPolicy
-from freshvec.actors.session import TwoStageSession
+from freshvec.actors.session import Gatherer, TwoStageSession
 from freshvec.actors.state import ContentStore
 from freshvec.core.config import FreshvecConfig
 from freshvec.core.errors import FreshvecError
@@ -179,18 +181,20 @@ class PartitionConsumer:
         """The reader stage: poll, prepare, hand over; commit what the writer acknowledged; keep lag current."""
         pipeline = self.cfg.pipeline
         last_log = last_lag = last_commit = 0.0
+        gather = Gatherer(session, pipeline.max_batch_records, pipeline.max_batch_wait_ms)
         while not self._stop.is_set():
             session.raise_if_failed()
-            records = reader.next_batch(pipeline.max_batch_records, pipeline.max_batch_wait_ms)
-            if records:
-                # While the writer is busy (Weaviate slow or away) no more records are read: the backlog
-                # grows in Kafka, and the lag the broker reports stays current.
-                session.hand_over(steps.prepare(records), self._stop, waiting=self._lag_every_second)
+            if batch := gather.step(reader.next_batch):
+                session.hand_over(steps.prepare(batch), self._stop, waiting=self._lag_every_second)
+            elif gather.full:
+                # A full batch waits while the writer is busy (Weaviate slow or away): no more records
+                # are read, the backlog grows in Kafka, and the lag the broker reports stays current.
+                self._lag_every_second()
             elif self.progress.stuck is not None and session.idle:
                 self.progress.clear_failure()  # quiet, and nothing failing in flight
             acked = session.acked
             if acked is not None and acked != self.progress.committed and (
-                    not records or time.monotonic() - last_commit >= pipeline.commit_interval_ms / 1000):
+                    gather.quiet or time.monotonic() - last_commit >= pipeline.commit_interval_ms / 1000):
                 retries.call(reader.commit, acked, target="kafka", within_s=COORDINATOR_RETRY_S)
                 self.progress.committed, last_commit = acked, time.monotonic()
             if time.monotonic() - last_lag >= LAG_INTERVAL_S:

@@ -74,12 +74,12 @@ class PartitionReader:
                                                   offset if offset is not None else OFFSET_BEGINNING)])
         return offset
 
-    def next_batch(self, max_records: int, max_wait_ms: int) -> list[KafkaRecord]:
-        """Up to `max_records` records; waits at most POLL_TIMEOUT_S for the first, then `max_wait_ms` more."""
+    def next_batch(self, max_records: int, max_wait_ms: int, first_wait_s: float = POLL_TIMEOUT_S) -> list[KafkaRecord]:
+        """Up to `max_records` records; waits at most `first_wait_s` for the first, then `max_wait_ms` more."""
         from confluent_kafka import KafkaException
 
         with kafka_errors("poll", self.brokers):
-            first = self._consumer.poll(POLL_TIMEOUT_S)  # returns as soon as one record is there
+            first = self._consumer.poll(first_wait_s)  # returns as soon as one record is there
             if first is None:
                 self._check_stall()
                 return []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import random
 import uuid
 from pathlib import Path
@@ -71,4 +72,7 @@ def bench_config(name: str, autoscaling: dict | None = None):
     base["weaviate"]["collection"] = f"Bench{name.capitalize()}{suffix}"
     base["pipeline"]["dlq_topic"] = f"bench-{name}-{suffix}.dlq"
     base["embedding"]["autoscaling"] |= autoscaling or {}
+    # BENCH_EMBEDDING: JSON merged into the embedding section, to compare sizings on one box.
+    for key, value in json.loads(os.environ.get("BENCH_EMBEDDING", "{}")).items():
+        base["embedding"][key] = base["embedding"][key] | value if isinstance(value, dict) else value
     return parse_config(base)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PositiveInt, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, SecretStr, ValidationError, field_validator, model_validator
 
 from freshvec.core import kafka as kafka_names
 from freshvec.core.errors import ConfigError
@@ -68,8 +68,9 @@ class KafkaConfig(BaseModel):
 
 class AutoscalingConfig(BaseModel):
     model_config = _Strict
-    min_replicas: int = Field(1, ge=0)
-    max_replicas: PositiveInt | Literal["auto"] = 1  # auto: from the machine's cores (serve/sizing.py)
+    # auto: from the machine's cores (serve/sizing.py); a small machine starts all its replicas at once
+    min_replicas: NonNegativeInt | Literal["auto"] = 1
+    max_replicas: PositiveInt | Literal["auto"] = 1
     target_ongoing_requests: float = Field(2.0, gt=0)  # calls in flight per replica (a call is 1..64 texts)
     upscale_delay_s: float = Field(5.0, ge=0)
     downscale_delay_s: float = Field(60.0, ge=0)
@@ -84,7 +85,7 @@ class AutoscalingConfig(BaseModel):
 
     @model_validator(mode="after")
     def _bounds(self) -> AutoscalingConfig:
-        if self.max_replicas != "auto" and self.max_replicas < self.min_replicas:
+        if "auto" not in (self.max_replicas, self.min_replicas) and self.max_replicas < self.min_replicas:
             raise ValueError(f"max_replicas ({self.max_replicas}) must be >= min_replicas ({self.min_replicas})")
         if self.look_back_period_s <= self.metrics_interval_s:
             raise ValueError(f"look_back_period_s ({self.look_back_period_s}) must be > metrics_interval_s "

@@ -151,7 +151,8 @@ def test_killed_run_does_not_block_make_run(kafka, weaviate_server):
     assert run.returncode == 0, out[-4000:]
     assert "freshvec: running" in out and "consumers, lag" in out, out[-4000:]  # the status line
     # The local config's `auto` replicas and threads, sized for this machine, with the model's speed.
-    assert re.search(r"sizing for \d+ CPUs \(.*\): up to \d+ replicas x \d+ stream\(s\), [\d.]+ CPU each; "
+    assert re.search(r"sizing for \d+ CPUs \(.*\): \d+ (to \d+ )?replicas( \(all started at once\))? x \d+ "
+                     r"stream\(s\), [\d.]+ CPU each; "
                      r"the model takes [\d.]+ ms for a lone text", out), out[-4000:]
     # Records of a key met twice (a backlog an earlier run left) make one object, hence not >= 60.
     assert _count_since(since_ms) >= 30, out[-4000:]

@@ -12,7 +12,7 @@ from confluent_kafka import KafkaError, KafkaException
 from freshvec.actors.dead_letters import DeadLetterWriter
 from freshvec.actors.partition import PartitionReader
 from freshvec.actors.retries import RetryPolicy
-from freshvec.actors.session import TwoStageSession
+from freshvec.actors.session import Gatherer, TwoStageSession
 from freshvec.core.config import parse_config
 from freshvec.core.errors import (ConfigError, EmbedRejected, FreshvecError, KafkaRefused, KafkaUnavailableError,
                                   SinkError, TransientError)
@@ -346,3 +346,52 @@ def test_close_returns_only_once_the_writer_has_exited_however_long_its_batch_ta
     threading.Timer(0.5, release.set).start()
     session.close(log_every_s=0.1)  # longer than one wait: it keeps waiting, and logs that it does
     assert finished == [1] and session.acked == 2
+
+
+# --- batches that adapt to the load -----------------------------------------------------------------
+class Arrivals:
+    """PartitionReader.next_batch over records that 'arrive' when the test says so."""
+
+    def __init__(self):
+        self.queued, self.calls = [], []
+
+    def arrive(self, *offsets: int) -> None:
+        self.queued += offsets
+
+    def __call__(self, max_records: int, max_wait_ms: int, first_wait_s: float = 0.1) -> list:
+        self.calls.append(first_wait_s)
+        taken, self.queued = self.queued[:max_records], self.queued[max_records:]
+        return taken
+
+
+def test_a_lone_record_leaves_at_once_and_records_behind_a_waiting_batch_gather_into_one():
+    writing, release, written, stopped = threading.Event(), threading.Event(), [], threading.Event()
+
+    def finish(batch):
+        writing.set()
+        release.wait(5)
+        written.append(batch)
+        return batch[-1] + 1
+
+    session = TwoStageSession(finish, "t")
+    session.start()
+    gather, kafka = Gatherer(session, max_records=3, max_wait_ms=0), Arrivals()
+    assert gather.step(kafka) is None and gather.quiet  # nothing there
+    kafka.arrive(0)
+    assert gather.step(kafka) == [0]  # the writer is idle: a lone record goes at once
+    assert session.hand_over([0], stopped) and writing.wait(5)
+    kafka.arrive(1)
+    assert gather.step(kafka) == [1]  # the writer is only writing: this one's embedding can overlap it
+    assert session.hand_over([1], stopped)
+    for offset in (2, 3, 4, 5):  # [1] waits for the writer: these gather, at most 3
+        kafka.arrive(offset)
+        assert gather.step(kafka) is None
+    assert gather.pending == [2, 3, 4] and gather.full and not gather.quiet
+    assert kafka.calls[-2:] == [0, 0]  # while gathering, Kafka is not waited on (and not read when full)
+    release.set()  # the writer takes [1]: the gathered batch leaves at once
+    deadline = time.monotonic() + 5
+    while (batch := gather.step(kafka)) is None and time.monotonic() < deadline:
+        pass
+    assert batch == [2, 3, 4] and kafka.queued == [5]
+    session.close()
+    assert written[:2] == [[0], [1]]

@@ -47,7 +47,7 @@ def test_the_sizing_of_auto_settings_is_shown_with_the_models_measured_speed():
     sizing = Sizing(cores=2.0, streams=1, max_replicas=3, num_cpus=0.5,
                     auto=("embedding.threads", "embedding.num_cpus"), lone_text_ms=9.34)
     report = {**_report([_consumer(0)]), "sizing": json.loads(json.dumps(sizing.as_dict()))}  # as status --json has it
-    assert ("sizing for 2 CPUs (embedding.threads, embedding.num_cpus auto): up to 3 replicas x 1 stream(s), "
+    assert ("sizing for 2 CPUs (embedding.threads, embedding.num_cpus auto): 1 to 3 replicas x 1 stream(s), "
             "0.5 CPU each; the model takes 9.3 ms for a lone text on one stream") in status.render(report).splitlines()
     assert not any(line.startswith("sizing") for line in status.render(_report([_consumer(0)])).splitlines())
 
