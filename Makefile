@@ -33,8 +33,9 @@ demo: services-up
 bench-freshness: services-up
 	@$(PY) bench/freshness.py
 
-## bench-serve: raw model vs our HTTP endpoint vs Infinity -> bench/results/serve.{json,png}
+## bench-serve: raw model vs our HTTP endpoint vs Infinity (ONNX and torch) -> bench/results/serve.{json,png}
 bench-serve: setup
+	@bash bench/setup_infinity.sh || echo "bench-serve: an Infinity venv did not install; bench/serve.py records why"
 	@$(PY) bench/serve.py
 
 ## bench-autoscale: idle -> burst -> idle under each autoscaling setting -> bench/results/autoscale.{json,png}

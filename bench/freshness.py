@@ -1,7 +1,9 @@
 """Freshness under load: freshvec against its peers, each at its best, on the same feed, model and backend.
 
-    make bench-freshness      (~25 min on 2 cores; BENCH_RUNS, BENCH_STEADY_S, BENCH_MAX_EVENTS and
-                               BENCH_SYSTEMS change it)
+    make bench-freshness      (~40 min on 2 cores; BENCH_RUNS, BENCH_STEADY_S, BENCH_MAX_EVENTS,
+                               BENCH_SYSTEMS and BENCH_EMBEDDING change it)
+    .venv/bin/python bench/freshness.py --before-after OLD.json
+                              (freshvec's curve of an earlier invocation beside freshness.json's)
 
 Systems, each reading a topic of its own that the same producer (this process, librdkafka) feeds with
 the same 12-word sentences, all embedding with all-MiniLM-L6-v2 on ONNX Runtime, all writing to Weaviate:
@@ -323,7 +325,7 @@ def summarize(runs: list[dict]) -> dict:
     return out
 
 
-def plot_curve(out: dict, path: Path) -> None:
+def plot_curve(out: dict, path: Path, title: str | None = None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -349,7 +351,7 @@ def plot_curve(out: dict, path: Path) -> None:
     ax.set_ylabel("event -> Weaviate ack (ms), median of runs (bars: min-max)")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8, ncol=2)
-    ax.set_title(f"Latency under load, median of {out['runs']} run(s), 12-word sentences, 2-core machine")
+    ax.set_title(title or f"Latency under load, median of {out['runs']} run(s), 12-word sentences, 2-core machine")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
@@ -486,7 +488,21 @@ def plot(series: dict[str, list[float]], path, title: str) -> None:
 
 
 
+def plot_before_after(before_path: Path) -> Path:
+    """freshvec's curve from an earlier invocation (`before_path`, a freshness.json) beside today's."""
+    before, after = json.loads(before_path.read_text()), json.loads((RESULTS / "freshness.json").read_text())
+    both = {"runs": after["runs"], "floor_latency_ms": after["floor_latency_ms"],
+            "systems": {f"freshvec before ({before.get('code', before_path.stem)})": before["systems"]["freshvec"],
+                        "freshvec after": after["systems"]["freshvec"]}}
+    path = RESULTS / "freshness-before-after.png"
+    plot_curve(both, path, f"freshvec before and after, median of {after['runs']} runs each, same machine")
+    return path
+
+
 def main() -> None:
+    if sys.argv[1:2] == ["--before-after"]:
+        print(f"wrote {plot_before_after(Path(sys.argv[2]))}")
+        return
     ray_env.apply_local()
     path = RESULTS / "freshness.json"
     out = json.loads(path.read_text()) if path.exists() else {}

@@ -1,25 +1,27 @@
 #!/usr/bin/env bash
-# Idempotent set-up of bench/.venv-infinity, the venv of Infinity (infinity-emb), the embedding
-# server that bench/serve.py compares ours with. Its own venv because it pins an older
-# sentence-transformers (<4) and numpy (<2) than freshvec's. Exact versions: bench/requirements-infinity.txt.
-# uv (installed by deploy/local/setup.sh) when it is there, else python3 -m venv + pip.
+# Idempotent set-up of the venvs of Infinity (infinity-emb), the embedding server that
+# bench/serve.py compares ours with:  bash bench/setup_infinity.sh [torch] [onnx]  (default: both)
+#   torch  bench/.venv-infinity       its torch engine; it pins an older sentence-transformers (<4)
+#                                     and numpy (<2) than freshvec's. bench/requirements-infinity.txt
+#   onnx   bench/.venv-infinity-onnx  its ONNX engine (--engine optimum); it needs optimum 1.24,
+#                                     which caps transformers below the torch venv's.
+#                                     bench/requirements-infinity-onnx.txt
+# Each venv is stamped with its lock file's hash and left alone while that matches.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-CACHE="${FRESHVEC_CACHE:-$HOME/.cache/freshvec}"
-UV="$CACHE/uv-0.13.9/bin/uv"
-VENV=bench/.venv-infinity
-LOCK=bench/requirements-infinity.txt
-stamp="$(sha256sum "$LOCK" | cut -c1-16)"
-[[ "$(cat "$VENV/.freshvec-setup" 2>/dev/null)" == "$stamp" && -x "$VENV/bin/infinity_emb" ]] && exit 0
+source bench/venv.sh
 
-echo "installing Infinity into $VENV (packages from $LOCK) ..."
-if [[ -x "$UV" ]]; then
-  export UV_CACHE_DIR="$CACHE/uv-cache" UV_PYTHON_DOWNLOADS=never
-  [[ -x "$VENV/bin/python" ]] || "$UV" venv -q --python python3 "$VENV"
-  "$UV" pip sync -q --python "$VENV/bin/python" "$LOCK"
-else
-  [[ -x "$VENV/bin/python" ]] || python3 -m venv "$VENV"
-  "$VENV/bin/pip" install -q -r "$LOCK"
-fi
-echo "$stamp" > "$VENV/.freshvec-setup"
-echo "infinity: $VENV ready ($("$VENV/bin/python" -c 'import importlib.metadata as m; print("infinity-emb", m.version("infinity-emb"))'))"
+setup() {  # setup VENV LOCK
+  peer_venv Infinity "$1" "$2" infinity_emb
+  echo "infinity: $1 ready ($("$1/bin/python" -c 'import importlib.metadata as m; print("infinity-emb", m.version("infinity-emb"))'))"
+}
+
+variants=("$@")
+(( ${#variants[@]} )) || variants=(torch onnx)
+for v in "${variants[@]}"; do
+  case "$v" in
+    torch) setup bench/.venv-infinity bench/requirements-infinity.txt ;;
+    onnx) setup bench/.venv-infinity-onnx bench/requirements-infinity-onnx.txt ;;
+    *) echo "usage: $0 [torch] [onnx]" >&2; exit 2 ;;
+  esac
+done
