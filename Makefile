@@ -29,7 +29,7 @@ demo: services-up
 	@.venv/bin/freshvec demo -n 300
 
 ## bench-freshness: latency under load and max throughput, freshvec vs Quix Streams and a batched loop,
-## 3 interleaved runs (~25 min) -> bench/results/freshness.{json,png}
+## 3 interleaved runs (17-40 min on 2 cores) -> bench/results/freshness.{json,png}
 bench-freshness: services-up
 	@$(PY) bench/freshness.py
 

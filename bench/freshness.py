@@ -1,6 +1,6 @@
 """Freshness under load: freshvec against its peers, each at its best, on the same feed, model and backend.
 
-    make bench-freshness      (~40 min on 2 cores; BENCH_RUNS, BENCH_STEADY_S, BENCH_MAX_EVENTS,
+    make bench-freshness      (17-40 min on 2 cores; BENCH_RUNS, BENCH_STEADY_S, BENCH_MAX_EVENTS,
                                BENCH_SYSTEMS and BENCH_EMBEDDING change it)
     .venv/bin/python bench/freshness.py --before-after OLD.json
                               (freshvec's curve of an earlier invocation beside freshness.json's)
