@@ -38,12 +38,6 @@ def target(client, alias: str) -> str | None:
     return found.collection if found is not None else None
 
 
-def exists(client, name: str) -> bool:
-    """Is there anything to read under `name`: an alias whose collection exists, or a plain collection?"""
-    physical = target(client, name)
-    return client.collections.exists(physical or name)
-
-
 def stored(client, collection: str) -> Stored:
     try:
         marker = json.loads(client.collections.use(collection).config.get().description or "")
