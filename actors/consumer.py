@@ -198,7 +198,9 @@ class PartitionConsumer:
                 retries.call(reader.commit, acked, target="kafka", within_s=COORDINATOR_RETRY_S)
                 self.progress.committed, last_commit = acked, time.monotonic()
             if time.monotonic() - last_lag >= LAG_INTERVAL_S:
-                self.progress.set_lag(reader.lag(self.progress.committed, cached=True))
+                # Cached (no broker round trip) while records flow; a full gather reads nothing, so
+                # the cached end offset is stale then and the broker is asked.
+                self.progress.set_lag(reader.lag(self.progress.committed, cached=not gather.full))
                 self._report_backlog(reader)
                 last_lag = time.monotonic()
             if time.monotonic() - last_log >= pipeline.freshness_log_interval_s:
