@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup services-up services-down test run demo bench-freshness bench-serve bench-autoscale bench-gpu chaos sim-up sim-down sim-regions lock clean-state
+.PHONY: setup services-up services-down test run demo bench-freshness bench-serve bench-autoscale bench-reindex bench-gpu chaos sim-up sim-down sim-regions lock clean-state
 
 ## setup: venv with pinned packages, Kafka jars, weaviate-server binary (idempotent, cached)
 setup:
@@ -41,6 +41,10 @@ bench-serve: setup
 ## bench-autoscale: idle -> burst -> idle under each autoscaling setting -> bench/results/autoscale.{json,png}
 bench-autoscale: services-up
 	@$(PY) bench/autoscale.py
+
+## bench-reindex: `freshvec reindex` of 20,000 documents while streaming and searching -> bench/results/reindex.{json,png}
+bench-reindex: services-up
+	@$(PY) bench/reindex.py
 
 ## bench-gpu: GPU replicas (fp16, 1/2/4 sharing one GPU) on a CUDA machine -> bench/results/gpu.json
 bench-gpu: setup

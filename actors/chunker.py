@@ -19,7 +19,7 @@ class Chunker:
     """One per consumer; `split` runs on its reader thread only (a tokenizer is not shared)."""
 
     def __init__(self, cfg: ChunkingConfig, model: str):
-        self.enabled, self.max_chunks = cfg.enabled, cfg.max_chunks
+        self.enabled, self.max_chunks, self.model = cfg.enabled, cfg.max_chunks, model
         path = resolve_model_path(model)
         if not self.enabled:
             return

@@ -12,6 +12,12 @@ overlaps the previous batch's write; batches are written in poll order, so per-k
 Batches adapt to the load (session.Gatherer): a trickle travels alone, and under load the calls to
 the embedder and Weaviate grow instead of queueing one record at a time.
 
+A consumer embeds with one index generation (core/generation.py): a model, the Serve application
+that runs it, and the physical collection it writes. `freshvec reindex` runs a second set of consumers
+of the next generation (role "shadow": their own consumer group, no dead letters, no backlog reports)
+and, at its switch, pauses the live ones and resumes them on the next generation from where the shadow
+stands (`pause`, `resume`).
+
 A session that fails on a retriable error, or on one nobody foresaw, starts over from the committed
 offset; one that meets an error no retry can fix (a FreshvecError that is not retriable: refused
 credentials, a consumer setting librdkafka rejects) stops in state `failed` with the reason.
@@ -30,7 +36,7 @@ import ray
 
 from freshvec.actors.batch import BatchProcessor
 from freshvec.actors.chunker import Chunker
-from freshvec.actors.dead_letters import DeadLetterWriter
+from freshvec.actors.dead_letters import DeadLetterWriter, Discarded
 from freshvec.actors.metrics import PipelineMetrics
 from freshvec.actors.partition import PartitionReader
 from freshvec.actors.progress import ConsumerStats, Progress
@@ -39,7 +45,9 @@ from freshvec.actors.session import Gatherer, TwoStageSession
 from freshvec.actors.state import ContentStore
 from freshvec.core.config import FreshvecConfig
 from freshvec.core.errors import FreshvecError
-from freshvec.core.identity import APP_NAME, BACKLOG_PREFIX, DEPLOYMENT_NAME, KV_NAMESPACE, ModelInfo, consumer_name
+from freshvec.core import generation as generations
+from freshvec.core.generation import Generation
+from freshvec.core.identity import BACKLOG_PREFIX, DEPLOYMENT_NAME, KV_NAMESPACE, consumer_name, shadow_name
 from freshvec.core.store import WeaviateStore
 
 log = logging.getLogger("freshvec.consumer")
@@ -50,6 +58,9 @@ LAG_INTERVAL_S = 1.0
 # subscribed, can stay "waiting for coordinator" after the broker restarts (one partition of a chaos
 # run never committed again), while a new client finds the coordinator at once.
 COORDINATOR_RETRY_S = 5.0
+# A paused consumer resumes by itself after this long: a `freshvec reindex` that died half-way through
+# its switch must not leave the live pipeline stopped. It then takes the published generation.
+PAUSE_LEASE_S = 60.0
 
 
 def _rss_mb() -> float:
@@ -73,17 +84,27 @@ def _freeze_gc() -> None:
 class PartitionConsumer:
     """Consumes exactly one partition; see the module docstring for the guarantees."""
 
-    def __init__(self, cfg: FreshvecConfig, topic: str, partition: int, model: ModelInfo,
-                 region: str = "local", zone_label_key: str = "zone", zone_racks: dict[str, str] | None = None):
-        self.cfg, self.topic, self.partition, self.model, self.region = cfg, topic, partition, model, region
-        self.name = consumer_name(region, topic, partition)
+    def __init__(self, cfg: FreshvecConfig, topic: str, partition: int, generation: Generation,
+                 region: str = "local", zone_label_key: str = "zone", zone_racks: dict[str, str] | None = None,
+                 role: str = "live"):
+        """role "live" takes a newer published generation than `generation` (Ray restarted it after a
+        switch); "shadow" keeps `generation` (cfg.kafka.group_id must then be the shadow's group)."""
+        self.cfg, self.topic, self.partition, self.region, self.role = cfg, topic, partition, region, role
+        if role == "live" and (published := generations.current(cfg.weaviate.collection)) and published.version >= generation.version:
+            generation = published
+        self.generation = generation
+        self.name = (consumer_name if role == "live" else shadow_name)(region, topic, partition)
         # The zone of the node Ray put us on decides client_rack: fetch from the nearest replica.
         zone = ray.get_runtime_context().get_node_labels().get(zone_label_key)
         self.client_rack = (zone_racks or {}).get(zone)
-        self.progress = Progress(PipelineMetrics(region, topic, partition))
-        self._chunker = Chunker(cfg.pipeline.chunking, cfg.embedding.model)
-        self._vectors = ContentStore(cfg.pipeline.state_max_chunks)
+        self.progress = Progress(PipelineMetrics(region if role == "live" else f"{region}/{role}", topic, partition))
+        self._chunker = Chunker(cfg.pipeline.chunking, generation.model.model)
+        self._vectors, self._vectors_model = ContentStore(cfg.pipeline.state_max_chunks), generation.model
         self._stop = threading.Event()
+        # pause/resume: the session ends while `_paused` is set; `_resume_at` is where the next starts.
+        self._paused = threading.Event()
+        self._resumed = threading.Event()
+        self._resume_at: int | None = None
         # Each session has its own stop, set when it ends (and by `stop`), so that a writer still
         # retrying in a session that failed gives up instead of writing a stale batch later.
         self._session_stop = threading.Event()
@@ -108,12 +129,36 @@ class PartitionConsumer:
     def stop(self, timeout_s: float = 10.0) -> None:
         self._stop.set()
         self._session_stop.set()
+        self._resumed.set()
         self._thread.join(timeout_s)
+
+    def pause(self, timeout_s: float = 30.0) -> int | None:
+        """End the session (its batch finished and committed) and read nothing until `resume`, or for
+        PAUSE_LEASE_S at most; returns the committed offset."""
+        self._resumed.clear()
+        self._paused.set()
+        self._session_stop.set()
+        deadline = time.monotonic() + timeout_s
+        while self.progress.state != "paused" and time.monotonic() < deadline and self._thread.is_alive():
+            time.sleep(0.01)
+        if self.progress.state != "paused":
+            raise TimeoutError(f"{self.name} did not pause in {timeout_s:.0f} s (state {self.progress.state})")
+        return self.progress.committed
+
+    def resume(self, generation: Generation, offset: int | None = None) -> None:
+        """Go on with `generation`, from `offset` when given (committed first), else from the committed one."""
+        self.generation, self._resume_at = generation, offset
+        if not self._paused.is_set():  # running (Ray restarted it meanwhile): start over on `generation`
+            self._session_stop.set()
+        self._resumed.set()
 
     # --- the loop -----------------------------------------------------------------
     def _run(self) -> None:
         failures = 0
         while not self._stop.is_set():
+            if self._paused.is_set():
+                self._wait_paused()
+                continue
             ran = threading.Event()  # set once the session reads records: then a fault starts the back-off anew
             try:
                 self._run_session(ran)
@@ -129,13 +174,25 @@ class PartitionConsumer:
                 failures = 0 if ran.is_set() else failures
                 failures = self._restart_after(exc, failures, trace=True)
 
+    def _wait_paused(self) -> None:
+        self.progress.state = "paused"
+        if not self._resumed.wait(PAUSE_LEASE_S):
+            log.warning("%s: not resumed within %.0f s; going on with the published generation", self.name,
+                        PAUSE_LEASE_S)
+            if self.role == "live" and (published := generations.current(self.cfg.weaviate.collection)) is not None:
+                self.generation = published
+        self._paused.clear()
+        self.progress.state = "starting"
+
     def _restart_after(self, exc: BaseException, failures: int, trace: bool = False) -> int:
-        if not self._stop.is_set():
+        if not self._stop.is_set() and not self._paused.is_set():  # not a session ended on purpose
             log.warning("%s: restarting from the committed offset after %s: %s", self.name, type(exc).__name__, exc,
                         exc_info=trace)
             self.progress.note_failure(exc, self._offset())
             self.progress.state = "recovering"
-            self._stop.wait(min(2 ** failures, 30))  # 1 s, 2 s, ... for a fault that keeps coming back
+            back_off = time.monotonic() + min(2 ** failures, 30)  # 1 s, 2 s, ... for a fault that keeps coming back
+            while time.monotonic() < back_off and not self._paused.is_set() and not self._stop.wait(0.1):
+                pass
         return failures + 1
 
     def _run_session(self, ran: threading.Event) -> None:
@@ -143,20 +200,26 @@ class PartitionConsumer:
 
         pipeline = self.cfg.pipeline
         self._session_stop = stopped = threading.Event()
-        if self._stop.is_set():
+        if self._stop.is_set() or self._paused.is_set():
             stopped.set()
         retries = RetryPolicy(stopped, pipeline.retry_max_backoff_s, pipeline.poison_attempts,
                               on_retry=self._on_retry, on_recovered=self.progress.recovered)
         reader = dead_letters = store = session = None
+        generation = self._take_generation()
         try:
             self._reader = reader = PartitionReader(self.cfg.kafka, self.topic, self.partition, self.client_rack)
-            dead_letters = DeadLetterWriter(self.cfg.kafka, pipeline.dlq_topic)
-            store = WeaviateStore(self.cfg.weaviate, self.model)
-            embedder = serve.get_deployment_handle(DEPLOYMENT_NAME, app_name=APP_NAME)
-            steps = BatchProcessor(pipeline, self.model, self._chunker, embedder, store, dead_letters, retries, self._vectors,
-                                   self.progress, stopped)
+            # A shadow replays what the live consumers already dead-lettered: not again.
+            dead_letters = DeadLetterWriter(self.cfg.kafka, pipeline.dlq_topic) if self.role == "live" else Discarded()
+            collection = generation.collection(self.cfg.weaviate.collection)
+            store = WeaviateStore(self.cfg.weaviate.model_copy(update={"collection": collection}), generation.model)
+            embedder = serve.get_deployment_handle(DEPLOYMENT_NAME, app_name=generation.app)
+            steps = BatchProcessor(pipeline, generation.model, self._chunker, embedder, store, dead_letters, retries,
+                                   self._vectors, self.progress, stopped)
             self.progress.state = "warming up"
             steps.warm_up()
+            if self._resume_at is not None:  # where `resume` said: the shadow's position at a switch
+                retries.call(reader.commit, self._resume_at, target="kafka", within_s=COORDINATOR_RETRY_S)
+                self._resume_at = None
             self.progress.committed = retries.call(reader.start, target="kafka", within_s=COORDINATOR_RETRY_S)
             _freeze_gc()
             self._session = session = TwoStageSession(lambda batch: self._finish(steps, batch), self.name)
@@ -170,7 +233,9 @@ class PartitionConsumer:
                 session.close()
                 self._commit_on_stop(reader, session.acked)
             self._reader = self._session = None
-            if self._stop.is_set() and self.progress.state != "failed":
+            if self._paused.is_set():
+                self.progress.state = "paused"
+            elif self._stop.is_set() and self.progress.state != "failed":
                 self.progress.state = "stopped"
             for part in (reader, dead_letters, store):
                 if part is not None:
@@ -182,10 +247,11 @@ class PartitionConsumer:
         pipeline = self.cfg.pipeline
         last_log = last_lag = last_commit = 0.0
         gather = Gatherer(session, pipeline.max_batch_records, pipeline.max_batch_wait_ms)
-        while not self._stop.is_set():
+        stopped = self._session_stop
+        while not stopped.is_set():
             session.raise_if_failed()
             if batch := gather.step(reader.next_batch):
-                session.hand_over(steps.prepare(batch), self._stop, waiting=self._lag_every_second)
+                session.hand_over(steps.prepare(batch), stopped, waiting=self._lag_every_second)
             elif gather.full:
                 # A full batch waits while the writer is busy (Weaviate slow or away): no more records
                 # are read, the backlog grows in Kafka, and the lag the broker reports stays current.
@@ -215,7 +281,8 @@ class PartitionConsumer:
 
     def _commit_on_stop(self, reader: PartitionReader | None, acked: int | None) -> None:
         """Best effort: what the writer finished is committed; a replay of it would be harmless anyway."""
-        if reader is not None and self._stop.is_set() and acked is not None and acked != self.progress.committed:
+        deliberate = self._stop.is_set() or self._paused.is_set()
+        if reader is not None and deliberate and acked is not None and acked != self.progress.committed:
             try:
                 reader.commit(acked)
                 self.progress.committed = acked
@@ -228,6 +295,17 @@ class PartitionConsumer:
         acked = session.acked if session is not None else None
         return acked if acked is not None else self.progress.committed
 
+    def _take_generation(self) -> Generation:
+        """The generation for the next session; a new model gets its own tokenizer for chunking and
+        an empty content store (its vectors are the old model's)."""
+        generation = self.generation
+        if generation.model.model != self._chunker.model:
+            self._chunker = Chunker(self.cfg.pipeline.chunking, generation.model.model)
+        if generation.model != self._vectors_model:
+            self._vectors = ContentStore(self.cfg.pipeline.state_max_chunks)
+            self._vectors_model = generation.model
+        return generation
+
     def _lag_every_second(self) -> None:
         if time.monotonic() - self._lag_asked >= LAG_INTERVAL_S and self._reader is not None:
             self.progress.set_lag(self._reader.lag(self.progress.committed))
@@ -236,7 +314,7 @@ class PartitionConsumer:
     def _report_backlog(self, reader: PartitionReader) -> None:
         """For the backlog autoscaling policy (serve/autoscaling.py): this partition's lag and end offset.
         Always, once a second: the policy may be set by a Serve config this consumer does not see."""
-        if self.progress.lag is None or reader.end_offset is None:
+        if self.role != "live" or self.progress.lag is None or reader.end_offset is None:
             return
         from ray.experimental.internal_kv import _internal_kv_put
 

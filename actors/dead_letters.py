@@ -74,3 +74,14 @@ class DeadLetterWriter:
 
     def close(self) -> None:
         self._producer.flush(5)
+
+
+class Discarded:
+    """In place of the DLQ for a reindex's shadow consumers: what they reject, the live consumers
+    already dead-lettered when they first read it."""
+
+    def send(self, rejected: list[Rejected]) -> None:
+        log.debug("not dead-lettered again (a replay): %d records", len(rejected))
+
+    def close(self) -> None:
+        pass

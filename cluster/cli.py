@@ -231,6 +231,27 @@ def cmd_migrate_collection(args) -> None:
                                                "was empty and is deleted; the next start creates it"))
 
 
+def cmd_reindex(args) -> None:
+    import ray
+
+    from freshvec.cluster import reindex
+
+    cfg = _config(args.config)
+    if args.resume + args.abort + bool(args.model) != 1:
+        raise ConfigError("give one of --model M, --resume, --abort")
+    if not ray.is_initialized():  # a test may call this inside its own driver
+        ray.init(address=os.environ.get("RAY_ADDRESS", "auto"), namespace="freshvec", logging_level=logging.WARNING,
+                 log_to_driver=False)
+    try:
+        state = reindex.run(cfg, args.model, keep_old=args.keep_old, resume=args.resume, abort=args.abort)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    if state is not None and state.timings.get("switch_s") is not None:
+        t = state.timings
+        print(f"freshvec: backfill {t.get('backfill_s', float('nan')):.1f} s; caught up to switched "
+              f"{t['switched_at'] - t['caught_up_at']:.2f} s")
+
+
 def cmd_demo(args) -> None:
     import ray
 
@@ -314,6 +335,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("migrate-collection",
                 help="move a collection made before aliases under an alias of its name (copies its objects)")
     p.set_defaults(func=cmd_migrate_collection)
+
+    p = command("reindex", help="re-embed the index with another model while ingestion and search go on, then "
+                                "switch to it in one step")
+    p.add_argument("--model", help="the new model: a packaged model's name or a sentence-transformers directory")
+    p.add_argument("--keep-old", action="store_true", help="keep the old collection after the switch")
+    p.add_argument("--resume", action="store_true", help="go on with the reindex in progress (after Ctrl-C or a crash)")
+    p.add_argument("--abort", action="store_true", help="undo the reindex in progress (before its switch)")
+    p.set_defaults(func=cmd_reindex)
 
     p = command("demo", help="local stack up, demo corpus in, print count, freshness and a search")
     p.add_argument("-n", type=int, default=300, help="documents to ingest (default 300)")

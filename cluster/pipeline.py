@@ -16,7 +16,9 @@ from ray.experimental.internal_kv import _internal_kv_del, _internal_kv_put
 
 from freshvec.cluster.supervisor import Supervisor, ensure_topics
 from freshvec.core.config import FreshvecConfig
+from freshvec.core import generation as generations
 from freshvec.core.errors import DeployError
+from freshvec.core.generation import Generation, version_of
 from freshvec.core.identity import APP_NAME, KV_NAMESPACE, SIZING_KEY, ModelInfo
 from freshvec.serve.sizing import sized
 
@@ -59,24 +61,37 @@ def _cause(exc: BaseException) -> str:
     return (causes[-1] if causes else f"{type(exc).__name__}: {lines[0] if lines else ''}")[:500]
 
 
-def prepare_storage(cfg: FreshvecConfig, info: ModelInfo) -> None:
-    """Create (or check) each region's Weaviate collection and Kafka topics."""
+def prepare_storage(cfg: FreshvecConfig, info: ModelInfo) -> Generation:
+    """Create (or check) each region's Weaviate collection and Kafka topics; the index generation
+    they hold (every region's alias must point at the same version)."""
     from freshvec.core.collections import ensure_collection
     from freshvec.core.store import connect
     from freshvec.cluster.placement import regions
 
-    checked = set()
+    checked: dict[tuple, int | None] = {}
     for region in regions(cfg):
         weaviate = region.cfg.weaviate
-        if (weaviate.host, weaviate.http_port, weaviate.collection) not in checked:
+        where = (weaviate.host, weaviate.http_port, weaviate.collection)
+        if where not in checked:
             with connect(weaviate) as client:
-                ensure_collection(client, weaviate.collection, info)
-            checked.add((weaviate.host, weaviate.http_port, weaviate.collection))
+                checked[where] = version_of(weaviate.collection, ensure_collection(client, weaviate.collection, info))
         ensure_topics(region.cfg)
+    versions = set(checked.values())
+    if len(versions) != 1 or None in versions:
+        raise DeployError(f"the regions' collections are at different or unversioned collections "
+                          f"({', '.join(f'{w[2]} at {w[0]}:{w[1]}: v{v}' for w, v in checked.items())}); "
+                          "finish the reindex that left them so (freshvec reindex --resume)")
+    return Generation(versions.pop(), info, APP_NAME)
 
 
 def start_pipeline(cfg: FreshvecConfig, info: ModelInfo) -> Supervisor:
-    prepare_storage(cfg, info)
-    supervisor = Supervisor(cfg, info)
+    """Storage checked, the generation published (for the consumers Ray restarts, and for /search),
+    then the consumers."""
+    from freshvec.cluster.placement import regions
+
+    generation = prepare_storage(cfg, info)
+    for alias in {region.cfg.weaviate.collection for region in regions(cfg)}:
+        generations.publish(alias, generation)
+    supervisor = Supervisor(cfg, generation)
     supervisor.start()
     return supervisor

@@ -148,8 +148,19 @@ def collect(cfg: FreshvecConfig) -> dict:
         "serve": _serve(),
         "sizing": _sizing(),
         "collection": _collection(cfg),
+        "reindex": _reindex(),
         "warnings": [describe_missing(r) for r in regions_without_nodes(all_regions, ray.nodes())],
     }
+
+
+def _reindex() -> dict | None:
+    """A reindex in progress (cluster/reindex.py), with its last progress figures."""
+    import dataclasses
+
+    from freshvec.cluster.reindex import describe, load_state
+
+    state = load_state()
+    return None if state is None else {**dataclasses.asdict(state), "line": describe(state)}
 
 
 def stuck_line(consumer: dict) -> str:
@@ -192,6 +203,8 @@ def render(status: dict) -> str:
         lines.append(Sizing(**{**status["sizing"], "auto": tuple(status["sizing"]["auto"])}).line())
     if status.get("collection"):
         lines.append(collection_line(status["collection"]))
+    if status.get("reindex"):
+        lines.append(status["reindex"]["line"])
     lines += [f"warning: {w}" for w in status["warnings"]]
     lines += problem_lines(status["consumers"])
     return "\n".join(lines)

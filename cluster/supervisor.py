@@ -21,7 +21,8 @@ from freshvec.cluster.placement import Region, consumer_placement, describe_miss
 from freshvec.core import kafka
 from freshvec.core.config import FreshvecConfig
 from freshvec.core.errors import RegionError, SinkError
-from freshvec.core.identity import RAY_NAMESPACE, ModelInfo, consumer_name
+from freshvec.core.generation import Generation
+from freshvec.core.identity import RAY_NAMESPACE, consumer_name, shadow_name
 from freshvec.core.store import is_ready
 
 log = logging.getLogger("freshvec.supervisor")
@@ -60,14 +61,19 @@ def require_region_nodes(cfg: FreshvecConfig, wait_s: float) -> None:
 
 
 def ensure_topics(cfg: FreshvecConfig) -> None:
-    """The source topics (with kafka.partitions_if_created partitions) and the DLQ, created when missing."""
+    """The source topics (kafka.partitions_if_created partitions, kafka.topic_config) and the DLQ, created
+    when missing."""
     wanted = {t: cfg.kafka.partitions_if_created for t in cfg.kafka.topics}
-    kafka.ensure_topics(cfg.kafka, {**wanted, cfg.pipeline.dlq_topic: 1})
+    kafka.ensure_topics(cfg.kafka, {**wanted, cfg.pipeline.dlq_topic: 1},
+                        configs={t: cfg.kafka.topic_config for t in cfg.kafka.topics})
 
 
 class Supervisor:
-    def __init__(self, cfg: FreshvecConfig, model: ModelInfo, interval_s: float = 2.0):
-        self.cfg, self.model, self.interval_s = cfg, model, interval_s
+    def __init__(self, cfg: FreshvecConfig, generation: Generation, interval_s: float = 2.0, role: str = "live"):
+        """role "shadow": a reindex's consumers (cluster/reindex.py), named apart and placed on no Ray
+        CPUs, as they run beside the live ones only until the switch."""
+        self.cfg, self.generation, self.interval_s, self.role = cfg, generation, interval_s, role
+        self.name = consumer_name if role == "live" else shadow_name
         self.regions = regions(cfg)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -83,9 +89,9 @@ class Supervisor:
 
     def consumer_options(self, region: Region, topic: str, partition: int, leader_rack: str | None) -> dict:
         return {
-            "name": consumer_name(region.name, topic, partition), "namespace": RAY_NAMESPACE,
+            "name": self.name(region.name, topic, partition), "namespace": RAY_NAMESPACE,
             "get_if_exists": True, "max_restarts": -1, "max_concurrency": 4,
-            "num_cpus": self.cfg.pipeline.consumer_num_cpus,
+            "num_cpus": self.cfg.pipeline.consumer_num_cpus if self.role == "live" else 0,
             **consumer_placement(region, leader_rack),
         }
 
@@ -109,7 +115,7 @@ class Supervisor:
             admin = self._admin(region)
             racks = kafka.broker_racks(admin) if region.racks else {}
             for topic, partition, leader in kafka.partitions(admin, region.cfg.kafka.topics):
-                name = consumer_name(region.name, topic, partition)
+                name = self.name(region.name, topic, partition)
                 try:
                     ray.get_actor(name, namespace=RAY_NAMESPACE)  # alive or being restarted by Ray
                     continue
@@ -117,8 +123,8 @@ class Supervisor:
                     pass
                 options = self.consumer_options(region, topic, partition, racks.get(leader))
                 self._handles[name] = remote_cls.options(**options).remote(
-                    region.cfg, topic, partition, self.model, region.name,
-                    region.zone_label_key, {zone: rack for rack, zone in region.racks.items()})
+                    region.cfg, topic, partition, self.generation, region.name,
+                    region.zone_label_key, {zone: rack for rack, zone in region.racks.items()}, self.role)
                 started.append(name)
                 log.info("started %s", name)
         return started

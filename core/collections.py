@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from freshvec.core.errors import CollectionMismatchError, LegacyCollectionError, SinkError
+from freshvec.core.generation import physical_name
 from freshvec.core.identity import ModelInfo
 from freshvec.core.store import weaviate_errors
 
@@ -26,10 +27,6 @@ class Stored:
     collection: str
     model: str | None
     dim: int | None
-
-
-def physical_name(alias: str, version: int) -> str:
-    return f"{alias}_v{version}"
 
 
 def target(client, alias: str) -> str | None:

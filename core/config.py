@@ -47,6 +47,9 @@ class KafkaConfig(BaseModel):
     topics: list[str] = Field(default_factory=lambda: ["documents"], min_length=1)
     group_id: str = Field("freshvec", min_length=1)
     partitions_if_created: PositiveInt = 4  # topics missing at start are created with this many
+    # ... and these topic settings: compacted, the topic keeps each key's latest record for good, so
+    # `freshvec reindex` can replay every live document (a compacted topic refuses records without a key).
+    topic_config: dict[str, str] = Field(default_factory=lambda: {"cleanup.policy": "compact"})
     consumer: dict[str, Any] = Field(default_factory=lambda: dict(CONSUMER_DEFAULTS))
     producer: dict[str, Any] = Field(default_factory=lambda: dict(PRODUCER_DEFAULTS))
 

@@ -8,6 +8,7 @@
     ├── CollectionMismatchError      the Weaviate collection holds another model's vectors
     ├── DeployError                  the Serve application could not be deployed (its replicas failed)
     ├── RegionError                  a region has no alive node carrying its label
+    ├── ReindexError                 a reindex cannot start, go on or be undone as asked
     ├── KafkaRefused                 Kafka answered and refused: authentication, authorization
     ├── RunIncomplete                a bounded run ended before it finished its records
     ├── RecordRejected               a service answered and refused these records (never retried alone)
@@ -62,6 +63,10 @@ class DeployError(FreshvecError):
 
 class RegionError(FreshvecError):
     pass
+
+
+class ReindexError(FreshvecError):
+    """`freshvec reindex` cannot do what was asked; the message says what to do instead."""
 
 
 class KafkaRefused(FreshvecError):

@@ -140,15 +140,16 @@ def admin(kafka):
         return KafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers, request_timeout_ms=10_000, **security)
 
 
-def ensure_topics(kafka, topics: dict[str, int]) -> None:
-    """Create each topic of `topics` (name -> partitions) that is missing."""
+def ensure_topics(kafka, topics: dict[str, int], configs: dict[str, dict[str, str]] | None = None) -> None:
+    """Create each topic of `topics` (name -> partitions) that is missing, with its `configs` (topic settings)."""
     from kafka.admin import NewTopic
     from kafka.errors import TopicAlreadyExistsError
 
     client = admin(kafka)
     try:
         with kafka_errors("topic creation", kafka.bootstrap_servers):
-            missing = [NewTopic(t, n, 1) for t, n in topics.items() if t not in set(client.list_topics())]
+            missing = [NewTopic(t, n, 1, topic_configs=(configs or {}).get(t) or {})
+                       for t, n in topics.items() if t not in set(client.list_topics())]
             if missing:
                 try:
                     client.create_topics(missing)
@@ -174,3 +175,67 @@ def broker_racks(client) -> dict[int, str]:
         return {b["node_id"]: b["rack"] for b in client.describe_cluster()["brokers"] if b.get("rack")}
     except Exception:  # racks are only a placement preference
         return {}
+
+
+def _confluent_settings(kafka) -> dict[str, Any]:
+    security = {k: v for k, v in kafka.consumer.items() if k in SECURITY}
+    return {"bootstrap.servers": ",".join(kafka.bootstrap_servers), **librdkafka(security, SECURITY)}
+
+
+def replay_problems(kafka, topics: list[str]) -> list[str]:
+    """Why a replay of `topics` from their beginning would miss documents: a partition whose log no
+    longer starts at offset 0 in a topic that is not compacted (its early records were deleted, not
+    compacted to each key's latest). Empty when every live document can be read again."""
+    from confluent_kafka import Consumer, TopicPartition
+    from confluent_kafka.admin import AdminClient, ConfigResource
+
+    problems = []
+    with kafka_errors("checking the topics for a replay", kafka.bootstrap_servers):
+        resources = [ConfigResource("topic", t) for t in topics]
+        client = AdminClient(_confluent_settings(kafka))  # held until the futures are done
+        described = client.describe_configs(resources)
+        policies = {r.name: f.result(timeout=10)["cleanup.policy"].value for r, f in described.items()}
+        consumer = Consumer({**_confluent_settings(kafka), "group.id": "freshvec-replay-check",
+                             "enable.auto.commit": False})
+        try:
+            for topic in topics:
+                if "compact" in policies[topic]:
+                    continue
+                meta = consumer.list_topics(topic, timeout=10).topics[topic]
+                for p in sorted(meta.partitions):
+                    low, _ = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+                    if low > 0:
+                        problems.append(f"topic {topic} partition {p} starts at offset {low}, not 0, and the topic "
+                                        f"is not compacted (cleanup.policy={policies[topic]}): the documents "
+                                        "before it are gone and a replay would miss them")
+        finally:
+            consumer.close()
+    return problems
+
+
+def committed_offsets(kafka, group: str, partitions: list[tuple[str, int]]) -> dict[tuple[str, int], int | None]:
+    """Group `group`'s committed offset of each (topic, partition); None where it has none."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    with kafka_errors("reading committed offsets", kafka.bootstrap_servers):
+        consumer = Consumer({**_confluent_settings(kafka), "group.id": group, "enable.auto.commit": False})
+        try:
+            found = consumer.committed([TopicPartition(t, p) for t, p in partitions], timeout=10)
+        finally:
+            consumer.close()
+    return {(tp.topic, tp.partition): tp.offset if tp.offset >= 0 else None for tp in found}
+
+
+def delete_group(kafka, group: str) -> None:
+    """Delete consumer group `group` (a finished reindex's); no error when it is gone already."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient
+
+    with kafka_errors("deleting a consumer group", kafka.bootstrap_servers):
+        client = AdminClient(_confluent_settings(kafka))  # held until the futures are done
+        for future in client.delete_consumer_groups([group]).values():
+            try:
+                future.result(timeout=10)
+            except KafkaException as exc:
+                if "GROUP_ID_NOT_FOUND" not in str(exc):
+                    raise

@@ -244,14 +244,17 @@ class Embedder(EmbeddingModel):
         if body.alpha is not None and body.mode != "hybrid":
             raise ProblemError(400, "alpha applies to mode 'hybrid' only", "alpha")
         (query,) = self._checked([body.query], "query")
-        (vector,) = await self.embed([query])
         try:
-            hits = await asyncio.to_thread(self._search, query, vector, body)
+            physical, model, app = await asyncio.to_thread(self._readable)
+            if physical is None:
+                return SearchResponse(model=self.model_name, results=[])  # nothing ingested yet
+            vector = await self._query_vector(query, model, app)
+            hits = await asyncio.to_thread(self._search, physical, query, vector, body)
         except ProblemError:
             raise
         except Exception as exc:
             raise HTTPException(503, f"Weaviate is unavailable: {type(exc).__name__}: {exc}") from exc
-        return SearchResponse(model=self.model_name, results=hits)
+        return SearchResponse(model=model or self.model_name, results=hits)
 
     @api.get("/healthz")
     async def healthz(self) -> dict:
@@ -279,15 +282,12 @@ class Embedder(EmbeddingModel):
             self._weaviate = connect(self.cfg.weaviate)
         return self._weaviate
 
-    def _search(self, query: str, vector: np.ndarray, body: SearchRequest) -> list[SearchHit]:
+    def _search(self, physical: str, query: str, vector: np.ndarray, body: SearchRequest) -> list[SearchHit]:
         from weaviate.classes.query import Filter, MetadataQuery
 
         from freshvec.core.store import metadata_terms
 
         client = self._client()
-        physical = self._readable(client)
-        if physical is None:
-            return []  # nothing ingested yet
         collection = client.collections.use(physical)
         # Documents: the best chunks in rank order, the first of each document kept. (Weaviate's own
         # group_by returns no hybrid score, and it too only groups the chunks its limit lets it see.)
@@ -311,41 +311,58 @@ class Embedder(EmbeddingModel):
             objects = list(firsts.values())[:body.k]
         return [_hit(o) for o in objects]
 
+    def _readable(self) -> tuple[str | None, str | None, str | None]:
+        """(the physical collection behind the alias now, the model of its vectors, the Serve application
+        that embeds with that model: None for this one); None for all when there is no collection yet.
 
-    def _readable(self, client) -> str | None:
-        """The physical collection behind the alias now, checked to hold this replica's model; None when
-        there is none yet. It is resolved once per query and then queried by its own name, so a query
-        is never run against vectors of a model other than the one that embedded it, even while the
-        alias moves to a re-embedded collection."""
-        from freshvec.core import collections
+        The alias is resolved once per query and the collection then queried by its own name, so a query
+        is never run against vectors of a model other than the one that embedded it: while a reindex
+        switches, the alias moves to the re-embedded collection before this deployment is replaced, and
+        its queries are embedded meanwhile by the reindex's deployment (the published generation's)."""
+        from freshvec.core import collections, generation
 
+        client = self._client()
         alias = self.cfg.weaviate.collection
         physical = collections.target(client, alias) or alias
         if not client.collections.exists(physical):
-            return None
+            return None, None, None
         if physical not in self._collection_models:  # a collection's model never changes
             self._collection_models[physical] = collections.stored(client, physical).model
         model = self._collection_models[physical]
-        if model is not None and model != self.model_name:
+        if model is None or model == self.model_name:
+            return physical, model, None
+        current = generation.current(alias)
+        if current is None or current.model.model != model:
             raise ProblemError(503, f"the index {alias} ({physical}) holds vectors of model {model!r}; this "
-                                    f"deployment embeds queries with {self.model_name!r}, so its results would "
-                                    "be meaningless; deploy the index's model (or finish the reindex)")
-        return physical
+                                    f"deployment embeds queries with {self.model_name!r} and no deployment of "
+                                    f"{model!r} is published, so results would be meaningless; deploy the "
+                                    "index's model (or finish the reindex: freshvec reindex --resume)")
+        return physical, model, current.app
+
+    async def _query_vector(self, query: str, model: str | None, app: str | None) -> np.ndarray:
+        if app is None:
+            (vector,) = await self.embed([query])
+            return vector
+        other = serve.get_deployment_handle(DEPLOYMENT_NAME, app_name=app)
+        vectors = await other.embed.remote([query])
+        return np.asarray(vectors)[0]
 
 
-def build_app(cfg: FreshvecConfig):
+def build_app(cfg: FreshvecConfig, replicas: int | None = None, num_cpus: float | None = None):
     """The bound application, with resources and autoscaling from the config (`auto` ones sized for
-    this machine, serve/sizing.py)."""
+    this machine, serve/sizing.py). A reindex (cluster/reindex.py) overrides them: `replicas`, a fixed
+    count; `num_cpus`, Ray CPUs per replica."""
     from freshvec.serve.sizing import sized
 
     cfg, _ = sized(cfg)
     emb, auto = cfg.embedding, cfg.embedding.autoscaling
+    scaling = {"num_replicas": replicas} if replicas else {"autoscaling_config": serve_autoscaling(auto)}
     return Embedder.options(
-        ray_actor_options={"num_cpus": emb.num_cpus, "num_gpus": emb.num_gpus,
+        ray_actor_options={"num_cpus": emb.num_cpus if num_cpus is None else num_cpus, "num_gpus": emb.num_gpus,
                            **({"label_selector": emb.label_selector} if emb.label_selector else {})},
         # Serve caps a batch at max_ongoing_requests: keep room for a full batch plus the next.
         max_ongoing_requests=2 * emb.max_batch_size,
-        autoscaling_config=serve_autoscaling(auto),
+        **scaling,
         logging_config={"enable_access_log": False},  # a log line per request costs CPU on the hot path
     ).bind(cfg)
 

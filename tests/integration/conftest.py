@@ -151,12 +151,13 @@ def make_env(serve_app):
     envs = []
 
     def make(partitions: int = 4, collection: str | None = None, consumer: dict | None = None, start: bool = True,
-             **pipeline) -> Env:
+             topic_config: dict | None = None, **pipeline) -> Env:
         suffix = uuid.uuid4().hex[:10]
         cfg = parse_config({
             # fetch_max_wait_ms 100 (not the seed's 1): same latency, no busy re-fetching on 2 cores.
             "kafka": {"topics": [f"it-{suffix}"], "group_id": f"it-{suffix}", "partitions_if_created": partitions,
-                      "consumer": {"fetch_max_wait_ms": 100, **(consumer or {})}},
+                      "consumer": {"fetch_max_wait_ms": 100, **(consumer or {})},
+                      **({"topic_config": topic_config} if topic_config is not None else {})},
             "weaviate": {"collection": collection or f"It{suffix}"},
             "pipeline": {"dlq_topic": f"it-{suffix}.dlq", **pipeline},
         })

@@ -25,6 +25,13 @@ from tests.integration.conftest import wait_until
 
 pytestmark = [pytest.mark.kafka, pytest.mark.weaviate, pytest.mark.ray]
 
+
+@pytest.fixture(scope="module", autouse=True)
+def no_shared_ray(shared_ray):
+    """Each run here starts a Ray cluster of its own, with Serve's HTTP proxy and HAProxy on the local
+    config's ports: the tests' shared Ray and Serve, left up by an earlier module, must be down."""
+    shared_ray.release()
+
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "deploy" / "local" / "freshvec.yaml"
 
