@@ -369,6 +369,17 @@ def _replace(cfg: FreshvecConfig, state: State, show) -> None:
 
 
 def _cleanup(cfg: FreshvecConfig, state: State, show) -> None:
+    from ray import serve
+
+    from freshvec.core.identity import DEPLOYMENT_NAME
+
+    # An old replica still draining may be embedding a query through the reindex's application.
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        app = serve.status().applications.get(APP_NAME)
+        if app is None or not app.deployments[DEPLOYMENT_NAME].replica_states.get("STOPPING"):
+            break
+        time.sleep(0.5)
     _delete_app(NEXT_APP_NAME)
     for w in _weaviates(cfg):
         if not state.keep_old:

@@ -2,8 +2,9 @@
 
 The second model loads offline: built (bench/common.py) from the packaged MiniLM weights with CLS pooling and a
 seeded 384 -> 256 projection, saved as a sentence-transformers directory; so it also changes the
-dimension. The reindex is first interrupted (SIGINT to the command in its backfill), which must
-leave the live pipeline as it was, then finished with `--resume` under load.
+dimension. The command is interrupted in its backfill (SIGINT), which must leave the live pipeline as
+it was; then undone with `--abort`; then, after another interruption, finished with `--resume` under
+load.
 """
 
 from __future__ import annotations
@@ -58,7 +59,8 @@ def serve_config():
 
 @pytest.fixture(scope="module")
 def pipeline(serve_app, serve_config, shared_ray, tmp_path_factory):
-    """The live pipeline of `serve_config` and its config file (for the command line)."""
+    """The live pipeline of `serve_config` with CORPUS documents in, its config file (for the command
+    line) and the corpus (key -> text)."""
     from freshvec.cluster.pipeline import start_pipeline
     from freshvec.core import collections
     from freshvec.core.store import connect
@@ -66,7 +68,12 @@ def pipeline(serve_app, serve_config, shared_ray, tmp_path_factory):
     path = tmp_path_factory.mktemp("cfg") / "freshvec.yaml"
     path.write_text(yaml.safe_dump(CONFIG))
     supervisor = start_pipeline(serve_config, serve_app)
-    yield supervisor, str(path)
+    load = Load(serve_config, CORPUS, EVENTS_PER_S, QUERIES_PER_S)
+    for i in range(CORPUS):
+        load.send(f"doc-{i}", f"document {i}: a first version about topic {i % 17}")
+    load.stop()
+    wait_until(lambda: len(_objects(serve_config)) >= CORPUS, 180, "the corpus in the first collection")
+    yield supervisor, str(path), dict(load.latest)
     supervisor.stop()
     shared_ray.invalidate()  # the reindex replaced the app's model
     with connect(serve_config.weaviate) as client:
@@ -90,10 +97,71 @@ def _objects(cfg, include_vector=False) -> dict[str, object]:
                 client.collections.use(cfg.weaviate.collection).iterator(include_vector=include_vector)}
 
 
-def _ray_address() -> str:
+def _interrupted_in_backfill(cfg, config_path: str, model: str, load: Load) -> None:
+    """`freshvec reindex --model` as a user runs it (its own process, joining the cluster), Ctrl-C once
+    its backfill wrote documents; then the live pipeline must be as it was and go on."""
     import ray
 
-    return ray.get_runtime_context().gcs_address
+    from freshvec.cluster import reindex, status
+    from freshvec.core import collections
+    from freshvec.core.store import connect
+
+    env = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address}
+    command = subprocess.Popen([sys.executable, "-m", "freshvec.cluster.cli", "-c", config_path, "reindex",
+                                "--model", model], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True)
+    try:
+        def begun():
+            assert command.poll() is None, f"the command ended: {command.communicate()[0]}"
+            return (s := reindex.load_state()) is not None and s.progress.get("done", 0) > 0 and s
+
+        state = wait_until(begun, 300, "the backfill to begin", interval=0.1)
+        assert state.phase == "backfill"
+        line = status.collect(cfg)["reindex"]["line"]
+        assert f"reindex to {model} (v2): backfill" in line and "shadow lag" in line, line
+        command.send_signal(signal.SIGINT)
+        out, _ = command.communicate(timeout=60)
+    finally:
+        command.kill()
+    assert command.returncode == 130, out
+    assert "--resume" in out and "--abort" in out, out
+    with connect(cfg.weaviate) as client:
+        assert collections.target(client, COLLECTION) == f"{COLLECTION}_v1"
+    marker = f"written after the interruption {uuid.uuid4().hex[:6]}"
+    load.send("doc-0", marker)
+    wait_until(lambda: _objects(cfg)["doc-0"].properties["text"] == marker, 60,
+               "the live pipeline to go on into the old collection")
+
+
+def test_an_interrupted_reindex_is_undone_by_abort(pipeline, serve_config, second_model):
+    from ray import serve
+
+    from freshvec.cluster import cli, reindex
+    from freshvec.core import collections
+    from freshvec.core.kafka import committed_offsets
+    from freshvec.core.store import connect
+
+    _, config_path, corpus = pipeline
+    load = Load(serve_config, CORPUS, EVENTS_PER_S, QUERIES_PER_S, api_key=API_KEY)
+    load.latest.update(corpus)
+    _interrupted_in_backfill(serve_config, config_path, second_model, load)
+    shadow_group = reindex.load_state().group
+    cli.main(["-c", config_path, "reindex", "--abort"])
+    load.stop()
+
+    assert reindex.load_state() is None
+    assert "freshvec-next" not in serve.status().applications
+    with connect(serve_config.weaviate) as client:
+        assert collections.target(client, COLLECTION) == f"{COLLECTION}_v1"
+        assert not client.collections.exists(f"{COLLECTION}_v2")
+    assert set(committed_offsets(serve_config.kafka, shadow_group, [(TOPIC, 0), (TOPIC, 1)]).values()) == {None}
+    with pytest.raises(SystemExit) as exited:  # nothing left to abort: a one-line error, exit code 2
+        cli.main(["-c", config_path, "reindex", "--abort"])
+    assert exited.value.code == 2
+    wait_until(lambda: {k: o.properties["text"] for k, o in _objects(serve_config).items()} == load.latest, 60,
+               "every key's latest text in the old collection")
+    pipeline[2].clear()
+    pipeline[2].update(load.latest)
 
 
 def test_reindex_interrupted_then_resumed_under_load(pipeline, serve_config, serve_app, second_model):
@@ -104,43 +172,12 @@ def test_reindex_interrupted_then_resumed_under_load(pipeline, serve_config, ser
     from freshvec.core import collections
     from freshvec.core.store import connect
 
-    supervisor, config_path = pipeline
+    supervisor, config_path, corpus = pipeline
     cfg, old_model = serve_config, serve_app.model
     load = Load(cfg, CORPUS, EVENTS_PER_S, QUERIES_PER_S, api_key=API_KEY)
-    for i in range(CORPUS):
-        load.send(f"doc-{i}", f"document {i}: a first version about topic {i % 17}")
-    load.producer.flush(30)
-    wait_until(lambda: len(_objects(cfg)) >= CORPUS, 180, "the corpus in the first collection")
+    load.latest.update(corpus)
     load.start()
-
-    # Interrupted in its backfill: the command stops; the live pipeline goes on as before.
-    env = {**os.environ, "RAY_ADDRESS": _ray_address()}
-    command = subprocess.Popen([sys.executable, "-m", "freshvec.cluster.cli", "-c", config_path, "reindex",
-                                "--model", second_model], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True)
-    try:
-        def begun():
-            assert command.poll() is None, f"the command ended: {command.communicate()[0]}"
-            return (s := reindex.load_state()) is not None and s.progress.get("done", 0) > 0 and s
-
-        state = wait_until(begun, 300, "the backfill to begin", interval=0.1)
-        assert state.phase == "backfill"
-        from freshvec.cluster import status
-
-        line = status.collect(cfg)["reindex"]["line"]
-        assert f"reindex to {second_model} (v2): backfill" in line and "shadow lag" in line, line
-        command.send_signal(signal.SIGINT)
-        out, _ = command.communicate(timeout=60)
-    finally:
-        command.kill()
-    assert command.returncode == 130, out
-    assert "--resume" in out, out
-    with connect(cfg.weaviate) as client:
-        assert collections.target(client, COLLECTION) == f"{COLLECTION}_v1"
-    marker = f"written during the pause {uuid.uuid4().hex[:6]}"
-    load.send("doc-0", marker)
-    wait_until(lambda: _objects(cfg)["doc-0"].properties["text"] == marker, 60,
-               "the live pipeline to go on into the old collection")
+    _interrupted_in_backfill(cfg, config_path, second_model, load)
 
     # Finished with --resume, the stream and the searches going on.
     for h in supervisor.consumers().values():
