@@ -11,7 +11,7 @@ bench/common.py), then 15 s more. Reported: the backfill's documents/s (every re
 the time from the shadow's start to caught up), the live stream's freshness p50/p99 before, during and
 after, the time from caught up to switched and the switch's own pause, the whole command's time,
 searches failed and searches after the switch answered by the old model (target 0 for both), and
-whether every key holds its latest text. Writes bench/results/reindex.json and reindex.png (live
+the keys not holding their latest text afterwards (target 0). Writes bench/results/reindex.json and reindex.png (live
 freshness per second across the run, the phases marked).
 """
 
@@ -109,6 +109,8 @@ def _freshness(load: Load, start: float, end: float) -> dict:
 
 
 def run_once(model: str) -> dict:
+    import ray
+
     from freshvec.cluster import reindex
     from freshvec.cluster.pipeline import deploy_serve, start_pipeline
     from freshvec.cluster.producer import produce
@@ -120,9 +122,10 @@ def run_once(model: str) -> dict:
         texts = sentences(DOCS, seed=3)
         produce(cfg, ((f"doc-{i}", {"text": t}) for i, t in enumerate(texts)), total=DOCS)
         _wait_ingested(supervisor, DOCS)
-        load = Load(cfg, DOCS, RATE, QUERIES_PER_S).start(supervisor.consumers)
-        for i, t in enumerate(texts):
-            load.latest[f"doc-{i}"] = t
+        load = Load(cfg, DOCS, RATE, QUERIES_PER_S)
+        load.latest.update({f"doc-{i}": t for i, t in enumerate(texts)})  # before the stream updates them
+        ray.get([h.drain_latencies.remote() for h in supervisor.consumers().values()])  # the ingest's
+        load.start(supervisor.consumers)
         time.sleep(BASELINE_S)
         started = time.time()
         state = reindex.run(cfg, model)
@@ -142,7 +145,7 @@ def run_once(model: str) -> dict:
             "freshness_after": _freshness(load, finished, finished + AFTER_S),
             "searches": len(searches), "searches_failed": sum(1 for s in searches if s[1] != 200),
             "searches_old_model_after_switch": sum(1 for s in searches if s[0] >= t["switched_at"] and s[2] == info.model),
-            "every_key_latest": _every_key_latest(cfg, load.latest),
+            "keys_not_latest": _keys_not_latest(cfg, load.latest),
             "phases": {"started": started, "caught_up": t["caught_up_at"], "switched": t["switched_at"],
                        "finished": finished},
             "freshness_per_second": [(ts, pct(xs, 50), pct(xs, 99), len(xs)) for ts, xs in load.freshness],
@@ -169,18 +172,22 @@ def _wait_ingested(supervisor, n: int, timeout_s: float = 900) -> None:
     raise TimeoutError(f"only {bar.n} of {n} documents ingested in {timeout_s:.0f} s")
 
 
-def _every_key_latest(cfg, latest: dict[str, str], timeout_s: float = 120) -> bool:
+def _keys_not_latest(cfg, latest: dict[str, str], timeout_s: float = 120) -> dict:
+    """Keys missing from the index, or holding another text than their latest (target: none), once
+    the stream has been written or after `timeout_s`; up to 5 examples of each."""
     from freshvec.core.store import connect
 
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+    while True:
         with connect(cfg.weaviate) as client:
             found = {o.properties["doc_id"]: o.properties["text"]
                      for o in client.collections.use(cfg.weaviate.collection).iterator()}
-        if found == latest:
-            return True
+        missing = sorted(set(latest) - set(found))
+        stale = sorted(k for k in set(latest) & set(found) if found[k] != latest[k])
+        if not (missing or stale) or time.monotonic() > deadline:
+            return {"missing": len(missing), "stale": len(stale), "extra": len(set(found) - set(latest)),
+                    "examples": {k: {"want": latest.get(k), "found": found.get(k)} for k in (missing + stale)[:5]}}
         time.sleep(2)
-    return False
 
 
 def _drop_versions(cfg) -> None:
@@ -244,7 +251,8 @@ def main() -> None:
         f = r[f"freshness_{phase}"]
         print(f"live freshness {phase}: p50 {f['p50_ms']} ms, p99 {f['p99_ms']} ms over {f['events']} events")
     print(f"searches {r['searches']}, failed {r['searches_failed']}, old model after the switch "
-          f"{r['searches_old_model_after_switch']}; every key latest: {r['every_key_latest']}; wrote {path}")
+          f"{r['searches_old_model_after_switch']}; keys not at their latest text: {r['keys_not_latest']}; "
+          f"wrote {path}")
 
 
 if __name__ == "__main__":

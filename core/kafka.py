@@ -87,8 +87,13 @@ def librdkafka(settings: dict[str, Any], names: dict[str, str]) -> dict[str, Any
 
 
 def producer_config(kafka) -> dict[str, Any]:
-    """A confluent-kafka Producer's config: `kafka`'s (a KafkaConfig) brokers and producer settings."""
-    return {"bootstrap.servers": ",".join(kafka.bootstrap_servers), **librdkafka(kafka.producer, PRODUCER)}
+    """A confluent-kafka Producer's config: `kafka`'s (a KafkaConfig) brokers and producer settings.
+
+    Keys are partitioned as the Java client (and kafka-python) does, murmur2: librdkafka's default,
+    CRC32, sends a key to another partition than a Java producer of the same topic would, and a key
+    written by both would then have no order (a reindex's replay wrote the older text last)."""
+    return {"bootstrap.servers": ",".join(kafka.bootstrap_servers), "partitioner": "murmur2_random",
+            **librdkafka(kafka.producer, PRODUCER)}
 
 
 # What a broker answers when waiting cannot help: credentials or permissions (librdkafka's and

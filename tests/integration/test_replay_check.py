@@ -49,3 +49,35 @@ def test_a_topic_that_lost_its_first_records_is_refused_and_a_compacted_one_is_n
     (problem,) = replay_problems(cfg.kafka, [deleted, compacted])
     assert problem.startswith(f"topic {deleted} partition 0 starts at offset 3, not 0, and the topic is not "
                               "compacted (cleanup.policy=delete)"), problem
+
+
+def test_a_key_lands_in_one_partition_whichever_client_sent_it(kafka):
+    """freshvec's producer (librdkafka) partitions keys as Java clients and kafka-python do, so a key
+    sent by both keeps its order (a replay found one key's older text written last when they differed)."""
+    from kafka import KafkaProducer
+
+    from freshvec.cluster.producer import make_producer
+    from freshvec.core.config import parse_config
+    from freshvec.core.kafka import admin, ensure_topics
+
+    topic = f"it-partitioner-{uuid.uuid4().hex[:8]}"
+    cfg = parse_config({"kafka": {"topics": [topic]}})
+    ensure_topics(cfg.kafka, {topic: 4})
+    ours, theirs = make_producer(cfg), KafkaProducer(bootstrap_servers=cfg.kafka.bootstrap_servers)
+    try:
+        where: dict[str, list[int]] = {}
+        for i in range(40):
+            key = f"doc-{i}"
+            ours.produce(topic, key=key.encode(), value=b"{}",
+                         on_delivery=lambda err, msg, key=key: where.setdefault(key, []).append(msg.partition()))
+            where.setdefault(key, []).append(theirs.send(topic, key=key.encode(), value=b"{}").get(30).partition)
+        ours.flush(30)
+        assert {k: len(set(v)) for k, v in where.items()} == {f"doc-{i}": 1 for i in range(40)}, where
+        assert len({v[0] for v in where.values()}) > 1  # the keys spread over the partitions
+    finally:
+        theirs.close()
+        client = admin(cfg.kafka)
+        try:
+            client.delete_topics([topic])
+        finally:
+            client.close()
