@@ -23,6 +23,7 @@ from freshvec.actors.chunker import Chunker
 from freshvec.actors.dead_letters import DeadLetterWriter
 from freshvec.actors.isolation import split_refused
 from freshvec.actors.progress import Progress
+from freshvec.actors.prunes import PendingPrunes
 from freshvec.actors.retries import RetryPolicy
 from freshvec.actors.state import ContentStore
 from freshvec.core.config import PipelineConfig
@@ -99,12 +100,14 @@ class Batch:
 
 class BatchProcessor:
     def __init__(self, pipeline: PipelineConfig, model: ModelInfo, chunker: Chunker, embedder, store: WeaviateStore,
-                 dead_letters: DeadLetterWriter, retries: RetryPolicy, vectors: ContentStore, progress: Progress,
-                 stopped: threading.Event):
-        """`embedder`: the Serve deployment handle; `vectors`: what was last written per key."""
+                 dead_letters: DeadLetterWriter, retries: RetryPolicy, vectors: ContentStore, prunes: PendingPrunes,
+                 progress: Progress, stopped: threading.Event):
+        """`embedder`: the Serve deployment handle; `vectors`: what was last written per key; `prunes`:
+        the deletes of stale chunks that wait (both outlive a session)."""
         self.pipeline, self.model, self.chunker, self.embedder, self.store = pipeline, model, chunker, embedder, store
         self.dead_letters, self.retries, self.vectors, self.progress = dead_letters, retries, vectors, progress
-        self.metrics, self.stopped = progress.metrics, stopped
+        self.prunes, self.metrics, self.stopped = prunes, progress.metrics, stopped
+        self._written_to: int | None = None  # the offset after the last batch this session wrote
 
     def warm_up(self) -> None:
         """The first handle call and the first Weaviate call set up routers and connections (seconds on
@@ -147,12 +150,16 @@ class BatchProcessor:
         return op, chunks
 
     # --- writer thread ------------------------------------------------------------
-    def finish(self, batch: Batch) -> int:
-        """Wait for the vectors, write, dead-letter what was refused, count; returns the offset after the batch."""
+    def finish(self, batch: Batch) -> int | None:
+        """Wait for the vectors, write, dead-letter what was refused, count; returns the offset that may be
+        committed: after the batch, or before the first record whose stale chunks are still to delete."""
         to_embed = batch.to_embed
         fresh, refused = self._embed_isolating(to_embed, batch.responses, batch.started) if to_embed else ({}, {})
         t1 = time.perf_counter()
-        items = [Embedded(d.op, d.chunks, d.with_vectors(fresh.get(d.op.key, ())), self._may_shrink(d))
+        # Asked here, on the writer thread, after every earlier batch's write: at poll time a write in
+        # flight could still change the answers.
+        unknown = {d.op.key for d in batch.docs if self.vectors.chunk_count(d.op.key) is None}
+        items = [Embedded(d.op, d.chunks, d.with_vectors(fresh.get(d.op.key, ())), self._shrank(d))
                  for d in batch.docs if d.op.key not in refused]
         written, rejected = self._write_isolating(items, batch.deletes)
         self.metrics.stage("upsert", len(items) + len(batch.deletes), time.perf_counter() - t1)
@@ -172,21 +179,42 @@ class BatchProcessor:
         self.progress.acknowledged([ack_ms - r.timestamp for r, op in zip(batch.records, batch.ops)
                                     if not isinstance(op, Rejected) and r.offset not in failed_offsets])
         for item in written:
-            self.vectors.remember(item.op.key, [c.text for c in item.chunks], item.vectors)
+            topic, key = item.op.source.topic, item.op.key
+            if item.prune:
+                self.prunes.covered(topic, key)
+            elif key in unknown or (topic, key) in self.prunes:
+                self.prunes.defer(topic, key, len(item.chunks), item.op.source.offset)
+            self.vectors.remember(key, [c.text for c in item.chunks], item.vectors)
         for d in batch.deletes:
+            self.prunes.covered(d.source.topic, d.key)
             self.vectors.forget(d.key)
         embedded = sum(len(d.missing) for d in to_embed if d.op.key not in refused)
         self.progress.count(consumed=len(batch.records), upserted=len(written), deleted=len(batch.deletes),
                             embedded=embedded, chunks_written=sum(len(e.chunks) for e in written),
                             skipped_unchanged=sum(len(d.chunks) for d in batch.docs) - sum(
                                 len(d.missing) for d in to_embed), batches=1)
-        return batch.records[-1].offset + 1
+        self._written_to = batch.records[-1].offset + 1
+        return self.settle(quiet=False)
 
-    def _may_shrink(self, doc: Document) -> bool:
-        """May Weaviate hold chunks of this key past the new last one? Asked here, on the writer thread,
-        after every earlier batch's write: at poll time a write in flight could still add some."""
+    def settle(self, quiet: bool = True) -> int | None:
+        """Send the waiting deletes of stale chunks when they are due, or at once when no batch is in
+        sight (`quiet`: the writer idles), as a quiet partition commits at once; returns the offset that
+        may be committed, None before this session wrote anything."""
+        if self.prunes.due or (quiet and len(self.prunes)):
+            t0 = time.perf_counter()
+            waiting = len(self.prunes)
+            self.prunes.flush(lambda stale: self.retries.call(self.store.prune, stale, target="weaviate"))
+            self.metrics.stage("prune", waiting, time.perf_counter() - t0)
+        if self._written_to is None:
+            return None
+        first = self.prunes.first_offset  # may be a record a failed session wrote, past this one's
+        return self._written_to if first is None else min(first, self._written_to)
+
+    def _shrank(self, doc: Document) -> bool:
+        """Did this consumer write the key with more chunks than it has now? Then the rest goes with
+        the write. An unknown key's possible rest is deleted later (actors/prunes.py)."""
         known = self.vectors.chunk_count(doc.op.key)
-        return known is None or known > len(doc.chunks)
+        return known is not None and known > len(doc.chunks)
 
     def dead_letter(self, rejected: list[Rejected]) -> None:
         self.dead_letters.send(rejected)

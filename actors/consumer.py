@@ -40,6 +40,7 @@ from freshvec.actors.dead_letters import DeadLetterWriter, Discarded
 from freshvec.actors.metrics import PipelineMetrics
 from freshvec.actors.partition import PartitionReader
 from freshvec.actors.progress import ConsumerStats, Progress
+from freshvec.actors.prunes import PendingPrunes
 from freshvec.actors.retries import RetryPolicy
 from freshvec.actors.session import Gatherer, TwoStageSession
 from freshvec.actors.state import ContentStore
@@ -100,6 +101,7 @@ class PartitionConsumer:
         self.progress = Progress(PipelineMetrics(region if role == "live" else f"{region}/{role}", topic, partition))
         self._chunker = Chunker(cfg.pipeline.chunking, generation.model.model)
         self._vectors, self._vectors_model = ContentStore(cfg.pipeline.state_max_chunks), generation.model
+        self._prunes, self._prunes_generation = self._new_prunes(), generation
         self._stop = threading.Event()
         # pause/resume: the session ends while `_paused` is set; `_resume_at` is where the next starts.
         self._paused = threading.Event()
@@ -214,7 +216,7 @@ class PartitionConsumer:
             store = WeaviateStore(self.cfg.weaviate.model_copy(update={"collection": collection}), generation.model)
             embedder = serve.get_deployment_handle(DEPLOYMENT_NAME, app_name=generation.app)
             steps = BatchProcessor(pipeline, generation.model, self._chunker, embedder, store, dead_letters, retries,
-                                   self._vectors, self.progress, stopped)
+                                   self._vectors, self._prunes, self.progress, stopped)
             self.progress.state = "warming up"
             steps.warm_up()
             if self._resume_at is not None:  # where `resume` said: the shadow's position at a switch
@@ -222,7 +224,8 @@ class PartitionConsumer:
                 self._resume_at = None
             self.progress.committed = retries.call(reader.start, target="kafka", within_s=COORDINATOR_RETRY_S)
             _freeze_gc()
-            self._session = session = TwoStageSession(lambda batch: self._finish(steps, batch), self.name)
+            self._session = session = TwoStageSession(lambda batch: self._finish(steps, batch), self.name,
+                                                      idle=steps.settle)
             session.start()
             self.progress.state = "running"
             ran.set()
@@ -273,7 +276,7 @@ class PartitionConsumer:
                 self._log_freshness()
                 last_log = time.monotonic()
 
-    def _finish(self, steps: BatchProcessor, batch) -> int:
+    def _finish(self, steps: BatchProcessor, batch) -> int | None:
         offset = steps.finish(batch)
         self.progress.clear_failure()
         self.progress.recovered()
@@ -304,7 +307,13 @@ class PartitionConsumer:
         if generation.model != self._vectors_model:
             self._vectors = ContentStore(self.cfg.pipeline.state_max_chunks)
             self._vectors_model = generation.model
+        if generation != self._prunes_generation:  # the deletes that waited were for the old collection
+            self._prunes, self._prunes_generation = self._new_prunes(), generation
         return generation
+
+    def _new_prunes(self) -> PendingPrunes:
+        # As long as the committed offset may trail anyway: the deferred deletes hold it back.
+        return PendingPrunes(self.cfg.pipeline.commit_interval_ms / 1000)
 
     def _lag_every_second(self) -> None:
         if time.monotonic() - self._lag_asked >= LAG_INTERVAL_S and self._reader is not None:

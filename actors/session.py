@@ -25,14 +25,16 @@ log = logging.getLogger("freshvec.consumer")
 
 
 class TwoStageSession(Generic[B]):
-    def __init__(self, finish: Callable[[B], int], name: str):
-        """`finish(batch)` writes a batch and returns the offset after it (what may be committed)."""
-        self._finish = finish
+    def __init__(self, finish: Callable[[B], int | None], name: str,
+                 idle: Callable[[], int | None] = lambda: None):
+        """`finish(batch)` writes a batch and returns the offset that may now be committed; `idle()`,
+        called while no batch comes (every 0.1 s), may return a new one (deferred work done)."""
+        self._finish, self._idle = finish, idle
         self._jobs: queue.Queue[B] = queue.Queue(maxsize=1)
         self._taken = threading.Condition()  # notified when the writer takes the queued batch
         self._closing = threading.Event()
         self._failure: BaseException | None = None
-        self.acked: int | None = None  # the offset after the last batch the writer finished
+        self.acked: int | None = None  # what may be committed: the writer finished everything before it
         self._thread = threading.Thread(target=self._write_loop, name=f"{name}:writer", daemon=True)
 
     def start(self) -> None:
@@ -90,18 +92,29 @@ class TwoStageSession(Generic[B]):
             try:
                 batch = self._jobs.get(timeout=0.1)
             except queue.Empty:
+                if not self._step(self._idle):
+                    return
                 continue
             with self._taken:
                 self._taken.notify_all()
             try:
-                self.acked = self._finish(batch)
-            except BaseException as exc:  # noqa: BLE001 - handed to the reader, which raises it
-                self._failure = exc
-                with self._taken:
-                    self._taken.notify_all()
-                return
+                if not self._step(lambda: self._finish(batch)):
+                    return
             finally:
                 self._jobs.task_done()
+
+    def _step(self, work: Callable[[], int | None]) -> bool:
+        """Run `work` and take the offset it returns; False (the loop ends) when it raised."""
+        try:
+            acked = work()
+        except BaseException as exc:  # noqa: BLE001 - handed to the reader, which raises it
+            self._failure = exc
+            with self._taken:
+                self._taken.notify_all()
+            return False
+        if acked is not None:
+            self.acked = acked
+        return True
 
 
 # While records gather behind a queued batch, the reader looks for more, and for room, this often.

@@ -1,9 +1,10 @@
 """Freshness under load: freshvec against its peers, each at its best, on the same feed, model and backend.
 
     make bench-freshness      (17-40 min on 2 cores; BENCH_RUNS, BENCH_STEADY_S, BENCH_MAX_EVENTS,
-                               BENCH_SYSTEMS and BENCH_EMBEDDING change it)
-    .venv/bin/python bench/freshness.py --before-after OLD.json
-                              (freshvec's curve of an earlier invocation beside freshness.json's)
+                               BENCH_SYSTEMS and BENCH_EMBEDDING change it; BENCH_OUT=NAME writes
+                               NAME.json and NAME.png instead, leaving freshness.json as it is)
+    .venv/bin/python bench/freshness.py --before-after OLD.json [NEW.json [OUT.png]]
+                              (freshvec's curve of an earlier invocation beside freshness.json's, or NEW's)
 
 Systems, each reading a topic of its own that the same producer (this process, librdkafka) feeds with
 the same 12-word sentences, all embedding with all-MiniLM-L6-v2 on ONNX Runtime, all writing to Weaviate:
@@ -52,6 +53,7 @@ MAX_EVENTS = int(os.environ.get("BENCH_MAX_EVENTS", 1500))
 RATES = (25, 50, 100, 200)
 OF_MAX = 0.8  # the curve's last point: this share of the system's own maximum
 WARMUP_EVENTS = int(os.environ.get("BENCH_WARMUP_EVENTS", 50))
+OUT = os.environ.get("BENCH_OUT", "freshness")  # results file names, without .json / .png
 SYSTEMS = tuple(os.environ.get("BENCH_SYSTEMS", "freshvec,quixstreams,batched_loop").split(","))
 # Each collection is a call on every consumer actor, on the cores the pipeline runs on: every 50 ms
 # it cost the 50 events/s run about 20 ms of p50 on 2 cores. The latencies are stamped by the
@@ -488,23 +490,23 @@ def plot(series: dict[str, list[float]], path, title: str) -> None:
 
 
 
-def plot_before_after(before_path: Path) -> Path:
-    """freshvec's curve from an earlier invocation (`before_path`, a freshness.json) beside today's."""
-    before, after = json.loads(before_path.read_text()), json.loads((RESULTS / "freshness.json").read_text())
+def plot_before_after(before_path: Path, after_path: Path = RESULTS / "freshness.json",
+                      path: Path = RESULTS / "freshness-before-after.png") -> Path:
+    """freshvec's curve from an earlier invocation (`before_path`, a freshness.json) beside a later one's."""
+    before, after = json.loads(before_path.read_text()), json.loads(after_path.read_text())
     both = {"runs": after["runs"], "floor_latency_ms": after["floor_latency_ms"],
             "systems": {f"freshvec before ({before.get('code', before_path.stem)})": before["systems"]["freshvec"],
                         "freshvec after": after["systems"]["freshvec"]}}
-    path = RESULTS / "freshness-before-after.png"
     plot_curve(both, path, f"freshvec before and after, median of {after['runs']} runs each, same machine")
     return path
 
 
 def main() -> None:
     if sys.argv[1:2] == ["--before-after"]:
-        print(f"wrote {plot_before_after(Path(sys.argv[2]))}")
+        print(f"wrote {plot_before_after(*map(Path, sys.argv[2:5]))}")
         return
     ray_env.apply_local()
-    path = RESULTS / "freshness.json"
+    path = RESULTS / f"{OUT}.json"
     out = json.loads(path.read_text()) if path.exists() else {}
     if "curve" in PHASES:
         subprocess.run(["bash", str(ROOT / "bench" / "setup_quix.sh")], check=True)
@@ -522,14 +524,14 @@ def main() -> None:
             runs.append({"floor_eps": floor_eps, "floor": floor,
                          "systems": {name: run_system(name, run, model_dir) for name in order}})
         out = {k: v for k, v in out.items() if k == "mixed"} | summarize(runs) | {"per_run": runs}
-        write_json("freshness.json", out)  # what was measured, before anything can fail on it
-        plot_curve(out, RESULTS / "freshness.png")
+        write_json(f"{OUT}.json", out)  # what was measured, before anything can fail on it
+        plot_curve(out, RESULTS / f"{OUT}.png")
     if "mixed" in PHASES:
         out["mixed"], mixed_lat = run_mixed()
         mixed = out["mixed"]
         plot({"per document (event -> last chunk acknowledged)": mixed_lat}, RESULTS / "freshness-mixed.png",
              f"Freshness with 20 % {MIXED_LONG_WORDS}-word documents at {mixed['steady']['rate_docs_per_s']} docs/s")
-    path = write_json("freshness.json", out)
+    path = write_json(f"{OUT}.json", out)
     print(json.dumps({k: v for k, v in out.items() if k != "per_run"}, indent=2))
     print(f"wrote {path} and the PNGs beside it")
     if "curve" in PHASES:

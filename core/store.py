@@ -42,8 +42,8 @@ class Embedded:
     op: Upsert
     chunks: Sequence[Chunk]
     vectors: Sequence[np.ndarray]
-    # Delete the key's chunks numbered len(chunks) and up: what a longer earlier version left. False when
-    # the consumer knows the key never had more chunks, which saves a delete per batch.
+    # Delete the key's chunks numbered len(chunks) and up with the write: what a longer earlier version
+    # left. False when the consumer knows the key had no more chunks, or defers the delete (actors/prunes.py).
     prune: bool = True
 
 
@@ -127,6 +127,13 @@ class WeaviateStore:
         if errors:
             first = next(iter(errors.values()))
             raise WriteRejected(f"weaviate rejected {len(errors)} of {len(items)} documents: {first}", errors)
+
+    def prune(self, stale: Sequence[tuple[str, str, int]]) -> None:
+        """Delete the chunks numbered `keep` and up of each (topic, key, keep), in one request."""
+        if self.client is None:
+            self.open()
+        with weaviate_errors("delete"):
+            self._delete_where(_stale_filter(list(stale)))
 
     def _insert(self, items: Sequence[Embedded], ingest_ms: int, refused_before: bool) -> dict[int, str]:
         """Insert every chunk; the refusal of each refused document (by its index in `items`)."""

@@ -157,6 +157,7 @@ def test_weaviate_away_is_retried_never_dead_lettered_and_the_stuck_partition_sh
     env.send_doc("before", "written before the outage")
     env.flush()
     wait_until(lambda: env.texts_by_key() == {"before": "written before the outage"}, 60, "the first document")
+    wait_until(lambda: env.stats()[0].committed == 1, 30, "the first document committed")
     weaviate_server.stop()
     try:
         env.send_doc("during", "sent while Weaviate is away")

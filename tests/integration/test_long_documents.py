@@ -191,3 +191,20 @@ def test_a_document_over_max_chunks_goes_to_the_dlq_with_its_reason(make_env):
     headers = dict(dead.headers)
     assert dead.key == b"long" and headers["reason"] == b"too_many_chunks" and headers["step"] == b"chunk"
     assert b"limit is 3" in headers["detail"]
+
+
+def test_a_restarted_consumer_that_does_not_know_a_key_still_leaves_no_stale_chunk(make_env):
+    """Its delete of what an earlier, longer version may have left waits (actors/prunes.py) and is sent
+    once the partition is quiet; the offset is committed only after it."""
+    env = make_env(partitions=1)
+    env.send_doc("doc", "\n\n".join(long_document(["sailing", "baking"], seed=4)))
+    env.flush()
+    wait_until(lambda: (c := env.chunks_by_key().get("doc")) and len(c) == c[0].properties["chunk_count"] > 3, 120,
+               "the long version")
+    env.supervisor.stop()
+    env.start()  # new consumer actors: they know nothing of "doc"
+    env.send_doc("doc", "Now a short note about a harbor.")
+    env.flush()
+    wait_until(lambda: [o.properties["text"] for o in env.chunks_by_key().get("doc", [])]
+               == ["Now a short note about a harbor."], 60, "exactly one object after the shrink")
+    wait_until(lambda: env.stats()[0].committed == 2, 30, "the offset committed after the delete")

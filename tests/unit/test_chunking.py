@@ -12,6 +12,7 @@ import pytest
 from freshvec.actors.batch import BatchProcessor
 from freshvec.actors.chunker import Chunker
 from freshvec.actors.progress import Progress
+from freshvec.actors.prunes import PendingPrunes
 from freshvec.actors.retries import RetryPolicy
 from freshvec.actors.state import ContentStore
 from freshvec.core.config import ChunkingConfig, parse_config
@@ -140,10 +141,13 @@ class Embedder:
 
 class Store:
     def __init__(self):
-        self.writes = []
+        self.writes, self.prunes = [], []
 
     def write(self, items, deletes, refused_before=False):
         self.writes.append((list(items), list(deletes)))
+
+    def prune(self, stale):
+        self.prunes.append(sorted(stale))
 
 
 class NoMetrics:
@@ -151,14 +155,15 @@ class NoMetrics:
         return lambda *a, **k: None
 
 
-def processor(max_chunks: int = 1024) -> tuple[BatchProcessor, Embedder, Store]:
+def processor(max_chunks: int = 1024, interval_s: float = 3600, prunes: PendingPrunes | None = None,
+              vectors: ContentStore | None = None) -> tuple[BatchProcessor, Embedder, Store]:
     cfg = parse_config({"pipeline": {"chunking": {"max_chunks": max_chunks}}})
     embedder, store = Embedder(), Store()
     dead = []
     letters = type("DLQ", (), {"send": lambda self, rejected: dead.extend(rejected)})()
     steps = BatchProcessor(cfg.pipeline, ModelInfo(MODEL, 4), Chunker(cfg.pipeline.chunking, MODEL), embedder,
-                           store, letters, RetryPolicy(threading.Event(), 0.01, 3), ContentStore(10_000),
-                           Progress(NoMetrics()), threading.Event())
+                           store, letters, RetryPolicy(threading.Event(), 0.01, 3), vectors or ContentStore(10_000),
+                           prunes or PendingPrunes(interval_s), Progress(NoMetrics()), threading.Event())
     steps.dead = dead
     return steps, embedder, store
 
@@ -175,7 +180,9 @@ def test_a_document_is_written_chunk_by_chunk_and_an_edit_embeds_only_what_chang
     (items, _), = store.writes
     first = len(items[0].chunks)
     assert len(embedder.texts) == first > 10 and len(items[0].vectors) == first
-    assert items[0].prune  # the key was unknown: whatever an older version left must go
+    # The key was unknown: whatever an older version left goes, with the next deletes that wait.
+    assert not items[0].prune and ("docs", "doc") in steps.prunes
+    assert steps.settle() == 1 and store.prunes == [[("docs", "doc", first)]]
 
     embedder.texts.clear()
     parts[5] = parts[5].replace(".", ". An inserted sentence about a copper lantern.", 1)
@@ -196,3 +203,32 @@ def test_a_document_over_max_chunks_is_dead_lettered_and_its_batch_mates_land():
     assert [r.reason for r in steps.dead] == ["too_many_chunks"]
     assert steps.dead[0].step == "chunk" and "limit is 3" in steps.dead[0].detail
     assert [i.op.key for i in store.writes[-1][0]] == ["short"]
+
+
+def test_the_stale_chunk_delete_of_an_unknown_key_waits_and_holds_back_the_commit():
+    steps, _, store = processor()
+    # Nothing past the first record whose delete waits may be committed.
+    assert steps.finish(steps.prepare([record(0, "a", "one"), record(1, "b", "two")])) == 0
+    assert store.prunes == [] and len(steps.prunes) == 2
+    # a's deletion removes all of it (nothing waits for a now); b's later write holds for b.
+    assert steps.finish(steps.prepare([record(2, "b", "two again"), record(3, "a", None)])) == 2
+    assert [d.key for d in store.writes[-1][1]] == ["a"] and len(steps.prunes) == 1
+    assert steps.settle() == 4 and store.prunes == [[("docs", "b", 1)]]  # quiet: sent at once
+    # A key this consumer wrote, not shrinking: no delete at all.
+    assert steps.finish(steps.prepare([record(4, "b", "two, a third time")])) == 5
+    assert not store.writes[-1][0][0].prune and len(store.prunes) == 1 and steps.settle() == 5
+
+
+def test_waiting_deletes_go_together_when_due_and_outlive_a_failed_session():
+    steps, _, store = processor(interval_s=0)  # due at once: sent with the batch
+    assert steps.finish(steps.prepare([record(0, "a", "one"), record(1, "b", "two")])) == 2
+    assert store.prunes == [[("docs", "a", 1), ("docs", "b", 1)]]
+
+    steps, _, store = processor()
+    steps.finish(steps.prepare([record(3, "m", "mm")]))
+    steps.settle()
+    assert steps.finish(steps.prepare([record(10, "k", "kk")])) == 10
+    # The session fails; the next replays from the committed offset 4 with the actor's state.
+    again, _, _ = processor(prunes=steps.prunes, vectors=steps.vectors)
+    assert again.settle(quiet=False) is None  # it wrote nothing yet
+    assert again.finish(again.prepare([record(4, "m", "mm")])) == 5  # not 10: 5..9 are not written yet

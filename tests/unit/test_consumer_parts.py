@@ -323,6 +323,36 @@ def test_a_writer_failure_is_raised_as_it_was_in_the_reader():
     session.close()
 
 
+def test_work_the_writer_deferred_moves_the_acked_offset_when_it_idles_and_its_failure_is_raised():
+    class Away(FreshvecError):
+        pass
+
+    stopped, deferred = threading.Event(), {"done": 0}
+
+    def finish(batch):  # holds the commit back to the batch's start until `idle` has done its part
+        deferred["to"] = batch + 1
+        return batch
+
+    def idle():
+        if "to" not in deferred:
+            return None
+        if deferred["done"]:
+            raise Away("weaviate away")
+        deferred["done"] += 1
+        return deferred.get("to")
+
+    session = TwoStageSession(finish, "t", idle=idle)
+    session.start()
+    session.hand_over(7, stopped)
+    deadline = time.monotonic() + 5
+    with pytest.raises(Away):
+        while time.monotonic() < deadline:
+            session.raise_if_failed()
+            time.sleep(0.01)
+    assert session.acked == 8
+    session.close()
+
+
 def test_a_busy_writer_holds_the_reader_and_a_stop_drops_the_batch():
     release, stopped, waited = threading.Event(), threading.Event(), []
     session = TwoStageSession(lambda batch: release.wait(5) and batch + 1, "t")
