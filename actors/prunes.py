@@ -27,17 +27,25 @@ class PendingPrunes:
         self.interval_s, self.max_keys = interval_s, max_keys
         self._waiting: dict[tuple[str, str], tuple[int, int]] = {}  # (topic, key) -> (first stale chunk, offset)
         self._since: float | None = None  # when the oldest waiting delete was deferred
+        self._first: int | None = None  # the least offset waiting; None: none, or to be found again
 
     def defer(self, topic: str, key: str, keep: int, offset: int) -> None:
         """Chunks `keep` and up of `key` may be stale; the record at `offset` wrote the others. A later
         write of the key replaces an earlier entry: its `keep` is the one that holds now."""
+        replaced = self._waiting.get((topic, key))
         self._waiting[(topic, key)] = (keep, offset)
+        if replaced is not None and replaced[1] == self._first:
+            self._first = None
+        elif self._first is not None or len(self._waiting) == 1:
+            self._first = offset if self._first is None else min(self._first, offset)
         if self._since is None:
             self._since = time.monotonic()
 
     def covered(self, topic: str, key: str) -> None:
         """A delete written with the batch (a shrink, a deletion) already removed what waited."""
-        self._waiting.pop((topic, key), None)
+        removed = self._waiting.pop((topic, key), None)
+        if removed is not None and removed[1] == self._first:
+            self._first = None
 
     def __contains__(self, topic_key: tuple[str, str]) -> bool:
         return topic_key in self._waiting
@@ -48,7 +56,11 @@ class PendingPrunes:
     @property
     def first_offset(self) -> int | None:
         """The earliest record whose delete waits: the committed offset must not pass it."""
-        return min((offset for _, offset in self._waiting.values()), default=None)
+        if not self._waiting:
+            return None
+        if self._first is None:  # asked once per batch: found again only when the least one left
+            self._first = min(offset for _, offset in self._waiting.values())
+        return self._first
 
     @property
     def due(self) -> bool:
@@ -60,4 +72,4 @@ class PendingPrunes:
         if self._waiting:
             delete([(topic, key, keep) for (topic, key), (keep, _) in self._waiting.items()])
         self._waiting.clear()
-        self._since = None
+        self._since = self._first = None

@@ -43,3 +43,21 @@ def test_a_covered_key_no_longer_waits_and_a_failed_delete_keeps_them_all():
     with pytest.raises(RuntimeError):
         p.flush(refused)
     assert ("t", "b") in p and p.first_offset == 1
+
+
+def test_the_first_offset_is_the_least_waiting_one_whatever_the_order_of_writes():
+    import random
+
+    rng, p, model = random.Random(7), PendingPrunes(interval_s=3600), {}
+    for _ in range(3000):
+        key, offset = f"k{rng.randrange(20)}", rng.randrange(1000)  # replays write lower offsets again
+        if rng.random() < 0.3:
+            p.covered("t", key)
+            model.pop(key, None)
+        else:
+            p.defer("t", key, 1, offset)
+            model[key] = offset
+        assert p.first_offset == min(model.values(), default=None)
+        if rng.random() < 0.02:
+            p.flush(lambda stale: None)
+            model.clear()
